@@ -1,0 +1,203 @@
+"""Multi-head self-attention (THEORY.md T3): the forward pass and its closed-form VJP, written without autodiff.
+
+This is the one attention in isojax: the transformer calls `self_attention`, and the theory checks compare
+`attention_vjp` against `jax.vjp` of the same forward. Per head h:
+    Q = X W_Q[h] + b_Q[h],  K = X W_K[h] + b_K[h],  V = X W_V[h] + b_V[h]
+    S = Q Kᵀ/√d_k + M,  A = softmax_rows(S),  O = A V
+and the output mixes the heads, Y = Σ_h O[h] W_O[h] + b_O.
+Shapes: x [T, d_model]; W_Q, W_K [H, d_model, d_k]; W_V [H, d_model, d_v]; W_O [H, d_v, d_model];
+b_Q, b_K [H, d_k]; b_V [H, d_v]; b_O [d_model]. Biases are optional (None). Batch over sequences with vmap.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from isojax import _validate as V
+
+
+@struct.dataclass
+class AttentionParams:
+    """Parameters of one multi-head self-attention layer; a frozen pytree. Biases may be None."""
+
+    w_q: jax.Array  # [H, d_model, d_k]
+    w_k: jax.Array  # [H, d_model, d_k]
+    w_v: jax.Array  # [H, d_model, d_v]
+    w_o: jax.Array  # [H, d_v, d_model]
+    b_q: jax.Array | None = None  # [H, d_k]
+    b_k: jax.Array | None = None  # [H, d_k]
+    b_v: jax.Array | None = None  # [H, d_v]
+    b_o: jax.Array | None = None  # [d_model]
+
+    @property
+    def heads(self) -> int:
+        return self.w_q.shape[0]
+
+
+class AttentionCache(NamedTuple):
+    """What the backward pass needs from the forward: per-head projections, weights and outputs."""
+
+    q: jax.Array  # [H, T, d_k]
+    k: jax.Array  # [H, T, d_k]
+    v: jax.Array  # [H, T, d_v]
+    a: jax.Array  # [H, T, T] attention weights
+    o: jax.Array  # [H, T, d_v]
+
+
+def init_attention(key: jax.Array, d_model: int, heads: int, d_k: int | None = None, d_v: int | None = None,
+                   bias: bool = True, dtype=None) -> AttentionParams:
+    """Random attention parameters, Glorot-scaled; biases small random (not zero) so tests exercise them."""
+    d_model = V.positive_int("d_model", d_model)
+    heads = V.positive_int("heads", heads)
+    d_k = V.positive_int("d_k", d_k if d_k is not None else max(d_model // heads, 1))
+    d_v = V.positive_int("d_v", d_v if d_v is not None else d_k)
+    dtype = dtype or V.float_dtype()
+    ks = jax.random.split(key, 8)
+
+    def w(k, shape, fan_in):
+        return jax.random.normal(k, shape, dtype) / math.sqrt(fan_in)
+
+    params = AttentionParams(
+        w_q=w(ks[0], (heads, d_model, d_k), d_model),
+        w_k=w(ks[1], (heads, d_model, d_k), d_model),
+        w_v=w(ks[2], (heads, d_model, d_v), d_model),
+        w_o=w(ks[3], (heads, d_v, d_model), heads * d_v),
+    )
+    if bias:
+        params = params.replace(
+            b_q=0.1 * jax.random.normal(ks[4], (heads, d_k), dtype),
+            b_k=0.1 * jax.random.normal(ks[5], (heads, d_k), dtype),
+            b_v=0.1 * jax.random.normal(ks[6], (heads, d_v), dtype),
+            b_o=0.1 * jax.random.normal(ks[7], (d_model,), dtype),
+        )
+    return params
+
+
+def attention_mask(length: int, causal: bool, key_mask=None) -> jax.Array:
+    """Boolean [T, T] mask, True where query i may attend to key j. key_mask: [T] bool (False = padding)."""
+    allowed = jnp.ones((length, length), dtype=bool)
+    if causal:
+        allowed = jnp.tril(allowed)
+    if key_mask is not None:
+        allowed = allowed & key_mask[None, :]
+    return allowed
+
+
+def _check(params: AttentionParams, x, key_mask=None):
+    x = V.array("x", x, ndim=2, what="[T, d_model]")
+    if params.w_q.ndim != 3:
+        raise ValueError(f"params.w_q must have rank 3 [H, d_model, d_k], got shape {tuple(params.w_q.shape)}")
+    V.same_size("x", x.shape[1], "params.w_q", params.w_q.shape[1], "d_model")
+    if key_mask is not None:
+        key_mask = jnp.asarray(key_mask, dtype=bool)
+        if key_mask.shape != (x.shape[0],):
+            raise ValueError(f"key_mask must have shape ({x.shape[0]},) [T], got shape {tuple(key_mask.shape)}")
+    return x, key_mask
+
+
+def _project(x, w, b):
+    y = jnp.einsum("td,hdk->htk", x, w)
+    return y if b is None else y + b[:, None, :]
+
+
+def attend(q, k, v, allowed):
+    """Scaled dot-product attention per head. q, k: [H, T, d_k], v: [H, T, d_v], allowed: [T, T] bool
+    -> (o [H, T, d_v], a [H, T, T])."""
+    s = jnp.einsum("htk,hsk->hts", q, k) / math.sqrt(q.shape[-1])
+    # The mask M is -inf where attention is not allowed; every row keeps at least one key.
+    a = jax.nn.softmax(jnp.where(allowed, s, -jnp.inf), axis=-1)
+    return jnp.einsum("hts,hsv->htv", a, v), a
+
+
+def _forward(params: AttentionParams, x, allowed):
+    q = _project(x, params.w_q, params.b_q)
+    k = _project(x, params.w_k, params.b_k)
+    v = _project(x, params.w_v, params.b_v)
+    o, a = attend(q, k, v, allowed)
+    y = jnp.einsum("htv,hvd->td", o, params.w_o)
+    if params.b_o is not None:
+        y = y + params.b_o
+    return y, AttentionCache(q, k, v, a, o)
+
+
+def attention_forward(params: AttentionParams, x, causal: bool = False, key_mask=None):
+    """Forward pass keeping the intermediates. x: [T, d_model] -> (y [T, d_model], AttentionCache)."""
+    x, key_mask = _check(params, x, key_mask)
+    return _forward(params, x, attention_mask(x.shape[0], causal, key_mask))
+
+
+def self_attention(params: AttentionParams, x, causal: bool = False, key_mask=None) -> jax.Array:
+    """Multi-head self-attention. x: [T, d_model] -> [T, d_model]."""
+    return attention_forward(params, x, causal, key_mask)[0]
+
+
+class AttentionGrads(NamedTuple):
+    """Closed-form gradients: w.r.t. the parameters, the input, and the scores (for T3's row-sum check)."""
+
+    params: AttentionParams
+    x: jax.Array  # [T, d_model]
+    scores: jax.Array  # G_S [H, T, T]
+
+
+def attention_backward(params: AttentionParams, x, cache: AttentionCache, g_y) -> AttentionGrads:
+    """The closed-form VJP of T3 (no autodiff): from G_Y = ∂ℓ/∂Y [T, d_model] to every gradient."""
+    q, k, v, a, o = cache
+    scale = 1.0 / math.sqrt(q.shape[-1])
+    g_o = jnp.einsum("td,hvd->htv", g_y, params.w_o)  # G_O per head
+    g_a = jnp.einsum("htv,hsv->hts", g_o, v)  # G_A = G_O Vᵀ
+    g_s = a * (g_a - jnp.sum(a * g_a, axis=-1, keepdims=True))  # softmax Jacobian, rows sum to 0
+    g_q = jnp.einsum("hts,hsk->htk", g_s, k) * scale  # G_Q = G_S K/√d_k
+    g_k = jnp.einsum("hts,htk->hsk", g_s, q) * scale  # G_K = G_Sᵀ Q/√d_k
+    g_v = jnp.einsum("hts,htv->hsv", a, g_o)  # G_V = Aᵀ G_O
+    grads = AttentionParams(
+        w_q=jnp.einsum("td,htk->hdk", x, g_q),
+        w_k=jnp.einsum("td,htk->hdk", x, g_k),
+        w_v=jnp.einsum("td,htv->hdv", x, g_v),
+        w_o=jnp.einsum("htv,td->hvd", o, g_y),
+        b_q=None if params.b_q is None else g_q.sum(axis=1),
+        b_k=None if params.b_k is None else g_k.sum(axis=1),
+        b_v=None if params.b_v is None else g_v.sum(axis=1),
+        b_o=None if params.b_o is None else g_y.sum(axis=0),
+    )
+    g_x = (jnp.einsum("htk,hdk->td", g_q, params.w_q) + jnp.einsum("htk,hdk->td", g_k, params.w_k)
+           + jnp.einsum("htv,hdv->td", g_v, params.w_v))
+    return AttentionGrads(grads, g_x, g_s)
+
+
+def attention_vjp(params: AttentionParams, x, g_y, causal: bool = False, key_mask=None):
+    """Output and closed-form gradients in one call. -> (y [T, d_model], AttentionGrads)."""
+    y, cache = attention_forward(params, x, causal, key_mask)
+    g_y = V.array("g_y", g_y, ndim=2, what="[T, d_model]")
+    if g_y.shape != y.shape:
+        raise ValueError(f"g_y must have the output's shape {tuple(y.shape)}, got shape {tuple(g_y.shape)}")
+    return y, attention_backward(params, x, cache, g_y)
+
+
+@jax.custom_vjp
+def _attention_cf(params, x, allowed):
+    return _forward(params, x, allowed)[0]
+
+
+def _attention_cf_fwd(params, x, allowed):
+    y, cache = _forward(params, x, allowed)
+    return y, (params, x, allowed, cache)
+
+
+def _attention_cf_bwd(res, g_y):
+    params, x, allowed, cache = res
+    g = attention_backward(params, x, cache, g_y)
+    return g.params, g.x, jnp.zeros_like(allowed, dtype=jax.dtypes.float0)
+
+
+_attention_cf.defvjp(_attention_cf_fwd, _attention_cf_bwd)
+
+
+def self_attention_closed_form(params: AttentionParams, x, causal: bool = False, key_mask=None) -> jax.Array:
+    """`self_attention` whose gradient under `jax.grad` is the closed-form VJP rather than XLA's autodiff."""
+    x, key_mask = _check(params, x, key_mask)
+    return _attention_cf(params, x, attention_mask(x.shape[0], causal, key_mask))

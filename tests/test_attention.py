@@ -1,0 +1,83 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+
+from isojax import attention as att
+from tests.conftest import X64, tol
+
+
+def _relative(a, b):
+    a, b = jax.tree.leaves(a), jax.tree.leaves(b)
+    num = sum(float(jnp.sum((x - y) ** 2)) for x, y in zip(a, b))
+    den = sum(float(jnp.sum(y ** 2)) for y in b)
+    return (num / den) ** 0.5
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("padded", [False, True])
+def test_closed_form_vjp_equals_jax_vjp(causal, bias, padded):
+    ks = jax.random.split(jax.random.PRNGKey(3), 4)
+    params = att.init_attention(ks[0], 12, heads=3, d_k=4, d_v=5, bias=bias)
+    x = jax.random.normal(ks[1], (9, 12))
+    g_y = jax.random.normal(ks[2], (9, 12))
+    key_mask = jnp.array([True, False, True, True, False, True, True, True, False]) if padded else None
+    y, vjp = jax.vjp(lambda p, x_: att.self_attention(p, x_, causal, key_mask), params, x)
+    auto_p, auto_x = vjp(g_y)
+    y_cf, grads = att.attention_vjp(params, x, g_y, causal, key_mask)
+    np.testing.assert_array_equal(y, y_cf)
+    # THEORY T3a: relative error ≤ 1e-10 in float64
+    assert _relative((grads.params, grads.x), (auto_p, auto_x)) <= tol(1e-5, 1e-10)
+    assert float(jnp.max(jnp.abs(grads.scores.sum(-1)))) <= tol(1e-5, 1e-13) * float(jnp.max(jnp.abs(grads.scores)))
+    # custom_vjp route gives the same gradient under jax.grad
+    cf_p, cf_x = jax.grad(lambda p, x_: jnp.sum(att.self_attention_closed_form(p, x_, causal, key_mask) * g_y),
+                          argnums=(0, 1))(params, x)
+    assert _relative((cf_p, cf_x), (auto_p, auto_x)) <= tol(1e-5, 1e-10)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_check_grads_numerical(causal):
+    ks = jax.random.split(jax.random.PRNGKey(5), 2)
+    params = att.init_attention(ks[0], 6, heads=2, d_k=3)
+    x = jax.random.normal(ks[1], (5, 6))
+    # Numerical differences need float64 for a tight check; in float32 the step and tolerance are looser.
+    kwargs = dict(eps=1e-6, atol=1e-7, rtol=1e-6) if X64 else dict(eps=1e-2, atol=5e-2, rtol=5e-2)
+    check_grads(lambda p, x_: att.self_attention_closed_form(p, x_, causal), (params, x), order=1,
+                modes=["rev"], **kwargs)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_key_bias_gradient_is_zero(causal):
+    ks = jax.random.split(jax.random.PRNGKey(7), 3)
+    params = att.init_attention(ks[0], 8, heads=2, d_k=4)
+    x = jax.random.normal(ks[1], (6, 8))
+    # an arbitrary non-linear loss
+    loss = lambda p: jnp.sum(jnp.tanh(att.self_attention(p, x, causal)) ** 3)
+    g = jax.grad(loss)(params)
+    scale = float(jnp.linalg.norm(g.b_q))
+    assert float(jnp.linalg.norm(g.b_k)) <= tol(1e-5, 1e-13) * scale
+
+
+def test_causal_output_ignores_future():
+    ks = jax.random.split(jax.random.PRNGKey(9), 2)
+    params = att.init_attention(ks[0], 8, heads=2)
+    x = jax.random.normal(ks[1], (6, 8))
+    jac = jax.jacobian(lambda x_: att.self_attention(params, x_, causal=True))(x)  # [T, d, T, d]
+    for i in range(6):
+        assert float(jnp.abs(jac[i, :, i + 1:, :]).max(initial=0.0)) == 0.0
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda p: att.self_attention(p, jnp.ones((4,))), r"x must have rank 2 \[T, d_model\], got shape \(4,\)"),
+    (lambda p: att.self_attention(p, jnp.ones((4, 5))), r"x and params.w_q disagree on d_model: 5 vs 8"),
+    (lambda p: att.self_attention(p, jnp.ones((4, 8)), key_mask=jnp.ones(3, bool)), r"key_mask must have shape \(4,\)"),
+    (lambda p: att.self_attention(p, jnp.full((4, 8), jnp.nan)), r"x has non-finite values \(shape \(4, 8\)\)"),
+    (lambda p: att.attention_vjp(p, jnp.ones((4, 8)), jnp.ones((3, 8))), r"g_y must have the output's shape \(4, 8\)"),
+    (lambda p: att.init_attention(jax.random.PRNGKey(0), 0, 2), r"d_model must be an integer >= 1"),
+])
+def test_bad_input(call, match):
+    params = att.init_attention(jax.random.PRNGKey(0), 8, heads=2)
+    with pytest.raises(ValueError, match=match):
+        call(params)
