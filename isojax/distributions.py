@@ -1,0 +1,93 @@
+"""Synthetic embedding families, each with one scalar anisotropy knob (0 = isotropic).
+
+Every family is `sample(key, n, d, knob) -> [n, d]`, `vmap`-able over `knob` and `key` (shapes depend only on
+n and d). Clouds have unit per-coordinate scale at knob = 0: an isotropic N(0, I) (or the unit sphere).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+from isojax import _validate as V
+
+
+def _unit(key, d):
+    u = jax.random.normal(key, (d,), V.float_dtype())
+    return u / jnp.linalg.norm(u)
+
+
+def isotropic_gaussian(key, n: int, d: int, knob=0.0) -> jax.Array:
+    """N(0, diag(e^{-knob·i/(d-1)})): variances log-linearly spaced from 1 to e^{-knob} (knob 0: N(0, I))."""
+    scales = jnp.exp(-0.5 * knob * jnp.arange(d) / max(d - 1, 1))
+    return jax.random.normal(key, (n, d), V.float_dtype()) * scales
+
+
+def sphere(key, n: int, d: int, knob=0.0) -> jax.Array:
+    """Uniform on the unit sphere at knob 0; knob tilts it towards a pole μ: normalise(z + knob·√d·μ)."""
+    k1, k2 = jax.random.split(key)
+    z = jax.random.normal(k1, (n, d), V.float_dtype()) + knob * math.sqrt(d) * _unit(k2, d)
+    return z / jnp.linalg.norm(z, axis=1, keepdims=True)
+
+
+def cone(key, n: int, d: int, knob=0.0) -> jax.Array:
+    """N(m·μ, I) with a common mean vector of norm m = knob·√d (a narrow cone as knob grows)."""
+    k1, k2 = jax.random.split(key)
+    return jax.random.normal(k1, (n, d), V.float_dtype()) + knob * math.sqrt(d) * _unit(k2, d)
+
+
+def spiked(key, n: int, d: int, knob=0.0, spikes: int = 3) -> jax.Array:
+    """N(0, I + s·Σ_r u_r u_rᵀ): `spikes` random orthonormal directions with extra variance s = knob·d/spikes."""
+    k1, k2, k3 = jax.random.split(key, 3)
+    basis, _ = jnp.linalg.qr(jax.random.normal(k2, (d, spikes), V.float_dtype()))
+    z = jax.random.normal(k1, (n, d), V.float_dtype())
+    extra = jax.random.normal(k3, (n, spikes), V.float_dtype()) * jnp.sqrt(knob * d / spikes)
+    return z + extra @ basis.T
+
+
+def power_law(key, n: int, d: int, knob=0.0) -> jax.Array:
+    """Variances λ_i ∝ i^{-knob} along a random orthonormal basis, normalised to mean 1 (knob = exponent α)."""
+    k1, k2 = jax.random.split(key)
+    lam = jnp.arange(1, d + 1, dtype=V.float_dtype()) ** (-knob)
+    lam = lam * d / lam.sum()
+    basis, _ = jnp.linalg.qr(jax.random.normal(k2, (d, d), V.float_dtype()))
+    return (jax.random.normal(k1, (n, d), V.float_dtype()) * jnp.sqrt(lam)) @ basis.T
+
+
+def mixture(key, n: int, d: int, knob=0.0, clusters: int = 4) -> jax.Array:
+    """Isotropic clusters N(c_j, I) with centres c_j = knob·√d × random unit vectors (knob = separation)."""
+    k1, k2, k3 = jax.random.split(key, 3)
+    centres = jax.vmap(lambda k: _unit(k, d))(jax.random.split(k2, clusters)) * knob * math.sqrt(d)
+    which = jax.random.randint(k3, (n,), 0, clusters)
+    return jax.random.normal(k1, (n, d), V.float_dtype()) + centres[which]
+
+
+def subspace(key, n: int, d: int, knob=0.0, rank: int = 4) -> jax.Array:
+    """A rank-`rank` subspace with unit variance plus isotropic noise of std e^{-knob} in the other directions."""
+    k1, k2 = jax.random.split(key)
+    basis, _ = jnp.linalg.qr(jax.random.normal(k2, (d, d), V.float_dtype()))
+    scales = jnp.where(jnp.arange(d) < rank, 1.0, jnp.exp(-knob))
+    return (jax.random.normal(k1, (n, d), V.float_dtype()) * scales) @ basis.T
+
+
+FAMILIES: dict[str, Callable[..., jax.Array]] = {
+    "gaussian": isotropic_gaussian,
+    "sphere": sphere,
+    "cone": cone,
+    "spiked": spiked,
+    "power_law": power_law,
+    "mixture": mixture,
+    "subspace": subspace,
+}
+
+
+def sample(family: str, key, n: int, d: int, knob=0.0, **options) -> jax.Array:
+    """Draw n points in d dimensions from a named family at anisotropy `knob`. -> [n, d]"""
+    if family not in FAMILIES:
+        raise ValueError(f"family must be one of {sorted(FAMILIES)}, got {family!r}")
+    n = V.positive_int("n", n, 2)
+    d = V.positive_int("d", d, 2)
+    return FAMILIES[family](key, n, d, knob, **options)
