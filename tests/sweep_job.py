@@ -1,0 +1,28 @@
+"""A small sweep run as a subprocess by test_sweep.py (device count set through XLA_FLAGS before jax loads)."""
+
+import sys
+import time
+
+import jax
+
+from isojax import distributions, isotropy, sweep
+
+GRID = {"family": ["cone", "spiked"], "n": [64], "d": [8], "knob": [0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0]}
+
+
+def cell(key, family, n, d, knob):
+    x = distributions.sample(family, key, n, d, knob)
+    return {"isoscore": isotropy.isoscore(x), "cosine": isotropy.mean_cosine(x), "first": x[0, 0]}
+
+
+def slow_cell(key, family, n, d, knob):
+    # a host callback that sleeps, so the parent can kill the run between chunks
+    jax.debug.callback(lambda: time.sleep(0.3))
+    return cell(key, family, n, d, knob)
+
+
+if __name__ == "__main__":
+    out, mode = sys.argv[1], sys.argv[2]
+    fn = slow_cell if mode == "slow" else cell
+    sweep.run_sweep(fn, GRID, out, seed=3, per_device=2, name="test", progress=False)
+    print(len(jax.devices()), "devices")
