@@ -43,7 +43,8 @@ def array(name: str, x, ndim: int | tuple[int, ...] | None = None, what: str = "
     if dtype is None and jnp.issubdtype(x.dtype, jnp.floating) is False and jnp.issubdtype(x.dtype, jnp.integer):
         dtype = float_dtype()
     x = jnp.asarray(x, dtype=dtype) if dtype is not None else jnp.asarray(x)
-    if finite and _is_concrete(x) and jnp.issubdtype(x.dtype, jnp.inexact) and not bool(jnp.all(jnp.isfinite(x))):
+    # numpy, not jnp: inside a trace even a concrete array's jnp reductions would be staged out
+    if finite and _is_concrete(x) and jnp.issubdtype(x.dtype, jnp.inexact) and not np.isfinite(np.asarray(x)).all():
         raise ValueError(f"{name} has non-finite values (shape {tuple(x.shape)})")
     return x
 
@@ -66,6 +67,6 @@ def token_ids(name: str, y, vocab: int) -> jax.Array:
     y = jnp.asarray(y)
     if not jnp.issubdtype(y.dtype, jnp.integer):
         raise ValueError(f"{name} must hold integer token ids, got dtype {y.dtype} (shape {tuple(y.shape)})")
-    if _is_concrete(y) and y.size and (int(y.min()) < 0 or int(y.max()) >= vocab):
+    if _is_concrete(y) and y.size and (int(np.min(y)) < 0 or int(np.max(y)) >= vocab):
         raise ValueError(f"{name} has ids outside [0, {vocab}) (shape {tuple(y.shape)})")
     return y

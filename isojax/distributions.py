@@ -73,6 +73,13 @@ def subspace(key, n: int, d: int, knob=0.0, rank: int = 4) -> jax.Array:
     return (jax.random.normal(k1, (n, d), V.float_dtype()) * scales) @ basis.T
 
 
+def gaussian_rows(key, vocab: int, mu, cov) -> jax.Array:
+    """vocab rows drawn i.i.d. from N(μ, Σ) (T4a's Gaussian head). mu: [d], cov: [d, d] -> [vocab, d]"""
+    vals, vecs = jnp.linalg.eigh(cov)
+    root = vecs * jnp.sqrt(jnp.maximum(vals, 0.0))
+    return mu + jax.random.normal(key, (vocab, mu.shape[0]), mu.dtype) @ root.T
+
+
 FAMILIES: dict[str, Callable[..., jax.Array]] = {
     "gaussian": isotropic_gaussian,
     "sphere": sphere,

@@ -75,9 +75,19 @@ def covariance_spectrum(x) -> jax.Array:
     return jnp.maximum(lam, 0.0)
 
 
+def after(x, *deps):
+    """x, once every array in deps is computed. Used to run eigen-decompositions one after another: two
+    independent batched eigh calls in one program can deadlock jaxlib's CPU LAPACK thread pool (0.10.2)."""
+    return jax.lax.optimization_barrier((x, deps))[0]
+
+
 def d_80(x, fraction: float = 0.8) -> jax.Array:
     """d(0.8): principal components needed to reach `fraction` of the variance (full spectrum). -> [] int"""
-    lam = covariance_spectrum(x)
+    return d_80_from_spectrum(covariance_spectrum(x), fraction)
+
+
+def d_80_from_spectrum(lam, fraction: float = 0.8) -> jax.Array:
+    """d(0.8) from covariance eigenvalues sorted largest first. [d] -> [] int"""
     explained = jnp.cumsum(lam) / lam.sum()
     return jnp.argmax(explained >= fraction - 1e-6 * fraction) + 1
 
@@ -190,12 +200,11 @@ def all_measures(x, key, clustered: bool = True, max_points: int = 2000, lid_k: 
     lam = covariance_spectrum(x)
     out = {
         "isoscore": isoscore_from_spectrum(lam),
-        "isoscore_star": isoscore_star(x, 0.0),
-        "d80_fraction": (d_80(x) / x.shape[1]).astype(x.dtype),
+        "d80_fraction": (d_80_from_spectrum(lam) / x.shape[1]).astype(x.dtype),
         "top1_variance": lam[0] / lam.sum(),
         "cosine": mean_cosine(x),
         "cosine_centred": mean_cosine(x, centre=True),
-        "partition_isotropy": partition_isotropy(x),
+        "partition_isotropy": partition_isotropy(after(x, lam)),
         "lid": local_intrinsic_dimension(x, min(lid_k, x.shape[0] - 1)),
     }
     if clustered:

@@ -1,9 +1,10 @@
-"""Sweeps: a parameter grid -> chunks evaluated with jit(vmap(...)), sharded over every device -> a CSV table.
+"""Sweeps: a parameter grid -> chunks evaluated with jit(lax.map(...)), sharded over every device -> a CSV table.
 
 - Cells are the grid's cartesian product, numbered in order; cell i gets key fold_in(base, i), so no value
-  depends on chunking or device count.
-- Integer, string and bool parameters are static (they may change shapes): cells are grouped by them. Float
-  parameters are traced and vmapped.
+  depends on chunking or device count. Within a chunk the cells run one after another (lax.map) on each
+  device; the devices run in parallel.
+- String, bool and integer parameters are static (they may change shapes): cells are grouped by them. Float
+  parameters, and the integer ones named in `vmapped` (by default "replicate"), are traced and vmapped.
 - Each chunk holds `per_device` cells per device on a one-axis mesh ("cells"), so every device runs the same
   compiled program on the same batch size whatever the device count.
 - Resumable: the table on disk lists finished cells; a rerun computes only the rest. The table is rewritten
@@ -99,8 +100,25 @@ def _write_table(path: Path, rows: list[dict]) -> None:
     _atomic_write(path, "\n".join(lines) + "\n")
 
 
+def _sidecar(config: dict, **extra) -> str:
+    return json.dumps({"config": config, "config_hash": config_hash(config), **extra, "versions": _versions(),
+                       "git_commit": _git_commit(), "devices": [str(d) for d in jax.devices()]},
+                      indent=2, default=str)
+
+
+def save_table(rows: list[dict], out, config: dict) -> Path:
+    """Write rows (dicts with the same keys) as a CSV plus its JSON sidecar (config, versions, commit)."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rows = [{"cell": i, **r} if "cell" not in r else r for i, r in enumerate(rows)]
+    _write_table(out, rows)
+    _atomic_write(out.with_name(out.name + ".json"), _sidecar(config))
+    return out
+
+
 def run_sweep(fn: Callable[..., dict], grid: dict[str, list], out, seed: int = 0, per_device: int = 16,
-              name: str | None = None, progress: bool = True, extra_config: dict | None = None) -> list[dict]:
+              name: str | None = None, progress: bool = True, extra_config: dict | None = None,
+              vmapped: tuple[str, ...] = ("replicate",)) -> list[dict]:
     """Evaluate `fn(key, **cell) -> dict of scalars` on every cell of `grid`; write `out` (CSV) and `out`.json.
 
     Resumes from an existing table made by the same configuration; refuses (ValueError) one made by another.
@@ -119,9 +137,7 @@ def run_sweep(fn: Callable[..., dict], grid: dict[str, list], out, seed: int = 0
             raise ValueError(f"out {str(out)!r} holds a table from another configuration; choose another path")
         done = {int(r["cell"]): r for r in read_table(out)}
     out.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(sidecar, json.dumps({"config": config, "config_hash": digest, "cells": len(all_cells),
-                                       "versions": _versions(), "git_commit": _git_commit(),
-                                       "devices": [str(d) for d in jax.devices()]}, indent=2, default=str))
+    _atomic_write(sidecar, _sidecar(config, cells=len(all_cells)))
 
     devices = jax.devices()
     # Auto axes: the cell function stays sharding-agnostic and XLA partitions the vmapped batch.
@@ -132,7 +148,7 @@ def run_sweep(fn: Callable[..., dict], grid: dict[str, list], out, seed: int = 0
     groups: dict[tuple, list[int]] = {}
     for i, cell in enumerate(all_cells):
         if i not in done:
-            static = tuple((k, v) for k, v in cell.items() if _is_static(v))
+            static = tuple((k, v) for k, v in cell.items() if _is_static(v) and k not in vmapped)
             groups.setdefault(static, []).append(i)
 
     bar = None
@@ -146,14 +162,21 @@ def run_sweep(fn: Callable[..., dict], grid: dict[str, list], out, seed: int = 0
         if static not in compiled:
             def one(key, *dyn, static_kw=static_kw, dynamic=dynamic):
                 return fn(key, **static_kw, **dict(zip(dynamic, dyn)))
-            compiled[static] = jax.jit(jax.vmap(one))
+            # lax.map, not vmap, over the cells of a chunk: batched LAPACK calls (eigh, qr) under vmap can
+            # deadlock jaxlib's CPU thread pool (0.10.2); cell by cell they run unbatched.
+            # Inputs are [devices, per_device]: vmap over the sharded device axis (a batch of one per device),
+            # then lax.map over that device's cells.
+            compiled[static] = jax.jit(jax.vmap(lambda keys, *dyn, one=one: jax.lax.map(lambda a: one(*a), (keys, *dyn))))
         for start in range(0, len(todo), chunk):
             ids = todo[start:start + chunk]
             padded = ids + [ids[-1]] * (chunk - len(ids))  # pad with a repeat, dropped below
-            keys = jax.device_put(jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.asarray(padded)), sharding)
-            dyn = [jax.device_put(jnp.asarray([all_cells[i][k] for i in padded], V.float_dtype()), sharding)
+            per_dev = lambda a: a.reshape((len(devices), per_device) + a.shape[1:])
+            keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.asarray(padded))
+            keys = jax.device_put(per_dev(keys), sharding)
+            dyn = [jax.device_put(per_dev(jnp.asarray([all_cells[i][k] for i in padded], V.float_dtype())), sharding)
                    for k in dynamic]
-            result = jax.device_get(compiled[static](keys, *dyn))
+            result = jax.tree.map(lambda a: a.reshape((chunk,) + a.shape[2:]),
+                                  jax.device_get(compiled[static](keys, *dyn)))
             for j, i in enumerate(ids):
                 row = {"cell": i, **all_cells[i]}
                 for key, value in result.items():

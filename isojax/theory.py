@@ -21,6 +21,7 @@ import optax
 
 from isojax import _validate as V
 from isojax import attention as att
+from isojax import distributions
 from isojax import head
 from isojax import isotropy
 
@@ -447,13 +448,11 @@ def gaussian_log_partition(mu, cov, directions, vocab: int):
     return math.log(vocab) + directions @ mu + 0.5 * jnp.einsum("md,de,me->m", directions, cov, directions)
 
 
-def t4a_partition(phi, mu, cov, *, log_partition_along=isotropy.log_partition_along,
+def t4a_partition(phi, mu, cov, population, *, log_partition_along=isotropy.log_partition_along,
                   closed_form=gaussian_log_partition):
-    """T4a for one head with rows ~ N(μ, Σ): |log Z(c) - closed form| over the population directions ±
-    eigenvectors of Σ, and |log I(Φ) - closed form| with E from Φ's own eigenvectors."""
+    """T4a for one head with rows ~ N(μ, Σ): |log Z(c) - closed form| over the population directions
+    (± eigenvectors of Σ, [2d, d]), and |log I(Φ) - closed form| with E from Φ's own eigenvectors."""
     vocab = phi.shape[0]
-    _, vecs = jnp.linalg.eigh(cov)
-    population = jnp.concatenate([vecs.T, -vecs.T])
     err_log_z = jnp.max(jnp.abs(log_partition_along(phi, population) - closed_form(mu, cov, population, vocab)))
     sample = isotropy.principal_directions(phi)
     log_z = log_partition_along(phi, sample)
@@ -485,13 +484,16 @@ def check_t4a(key, n: int = 1000, vocabs=(256, 1024, 4096, 16384), dim: int = 8,
             mu = _uniform(ks[1], (), 0.0, 0.8) * direction
             spike = _uniform(ks[2], (), 0.0, 1.0)
             sigma2 = _uniform(ks[3], (), 0.05, T4A_MAX_VAR / 2.0)  # ≤ 0.3 × (1 + spike ≤ 2)
-            spike_dir = _normal(ks[4], (dim,))
-            spike_dir = spike_dir / jnp.linalg.norm(spike_dir)
+            # Σ's eigenvectors are known (an orthonormal basis whose first vector is the spike), so no
+            # eigh runs beside the one on Φ: two independent batched eighs in one program can deadlock
+            # jaxlib's CPU LAPACK thread pool (seen with jaxlib 0.10.2).
+            basis, _ = jnp.linalg.qr(_normal(ks[4], (dim, dim)))
+            spike_dir = basis[:, 0]
             eye = jnp.eye(dim, dtype=V.float_dtype())
             cov = sigma2 * (eye + spike * jnp.outer(spike_dir, spike_dir))
-            root = jnp.sqrt(sigma2) * (eye + (jnp.sqrt(1 + spike) - 1) * jnp.outer(spike_dir, spike_dir))
-            phi = mu + _normal(ks[5], (vocab, dim)) @ root
-            return t4a_partition(phi, mu, cov, **impl)
+            phi = distributions.gaussian_rows(ks[5], vocab, mu, cov)
+            population = jnp.concatenate([basis.T, -basis.T])
+            return t4a_partition(phi, mu, cov, population, **impl)
         return one
 
     rows = []

@@ -1,0 +1,1 @@
+"""Numeric data: Gaussian-process kernel bank, a log-linear teacher with known next-token law, real series."""

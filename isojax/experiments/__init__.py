@@ -1,0 +1,22 @@
+"""The study's experiments, one module per figure or claim; `isojax reproduce` runs them all.
+
+Each module has `run(out: Path, quick: bool = True, seed: int = 0) -> list[Path]`: it writes its results
+tables to out/results and its figures (PNG + PDF) to out/figures, and returns the figure paths.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+NAMES = [
+    "measures_vs_knob",
+    "partition_function",
+    "fisher_spectrum",
+]
+
+
+def get(name: str):
+    """The experiment module called `name`."""
+    if name not in NAMES:
+        raise ValueError(f"experiment must be one of {NAMES}, got {name!r}")
+    return importlib.import_module(f"isojax.experiments.{name}")
