@@ -164,3 +164,42 @@ def nmse(forecast, target) -> float:
     if forecast.shape != target.shape:
         raise ValueError(f"forecast and target must have the same shape, got {forecast.shape} and {target.shape}")
     return float(np.mean((forecast - target) ** 2) / max(np.mean(target**2), np.finfo(float).tiny))
+
+
+def forecast_series(key, params, config: tf.Config, tokenizer, context: np.ndarray, horizon: int,
+                    samples: int = 20, temperature: float = 1.0) -> np.ndarray:
+    """Median of `samples` sampled forecasts of a series' next `horizon` values. -> [horizon]"""
+    from isojax.data import tokens as tk
+    is_bins = isinstance(tokenizer, tk.BinTokenizer)
+    if is_bins:
+        ids, scale, _ = tokenizer.encode(context)
+        steps = horizon
+        allowed = jnp.arange(config.vocab) >= tokenizer.SPECIAL
+        allowed = allowed & (jnp.arange(config.vocab) < tokenizer.vocab)
+    else:
+        ids, scale = tokenizer.encode(context)
+        steps = horizon * (tokenizer.digits + 2)
+        allowed = jnp.arange(config.vocab) < tokenizer.vocab
+    toks = np.asarray(sample_forecast(key, params, jnp.asarray(ids[-(config.max_len - 1):]), config, steps,
+                                      samples, temperature, allowed))
+    paths = []
+    for row in toks:
+        values = tokenizer.decode(row, scale)[:horizon]
+        if len(values) < horizon:  # an incomplete digit string: carry the last value (or the context's)
+            last = values[-1] if len(values) else context[-1]
+            values = np.concatenate([values, np.full(horizon - len(values), last)])
+        paths.append(values)
+    return np.median(np.stack(paths), axis=0)
+
+
+def evaluate_forecasts(key, params, config: tf.Config, corpus, samples: int = 20) -> float:
+    """NMSE of the median sampled forecast over the corpus' held-out series (the study's measure)."""
+    if not corpus.contexts:
+        raise ValueError("corpus has no held-out series to forecast")
+    preds, targets = [], []
+    for i, (ctx, tgt) in enumerate(zip(corpus.contexts, corpus.targets)):
+        preds.append(forecast_series(jax.random.fold_in(key, i), params, config, corpus.tokenizer, ctx, len(tgt), samples))
+        targets.append(tgt)
+    # normalise each series by its context scale so that sets of series with different units average fairly
+    scales = [max(np.mean(np.abs(c)), 1e-12) for c in corpus.contexts]
+    return nmse(np.concatenate([p / s for p, s in zip(preds, scales)]), np.concatenate([t / s for t, s in zip(targets, scales)]))

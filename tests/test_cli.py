@@ -27,3 +27,22 @@ def test_check_bad_arguments():
         cli.main(["check", "--instances", "0"])
     with pytest.raises(SystemExit):
         cli.main(["check", "--only", "T42"])
+
+
+def test_train_embed_sweep_reproduce_commands(tmp_path, capsys):
+    ckpt = tmp_path / "m.safetensors"
+    assert cli.main(["train", "--data", "real:nile", "--steps", "5", "--seq-len", "32", "--d-model", "16",
+                     "--heads", "2", "--layers", "1", "--out", str(ckpt)]) == 0
+    assert "forecast NMSE" in capsys.readouterr().out
+    assert cli.main(["embed", "--model", str(ckpt), "--data", "real:nile", "--out", str(tmp_path / "h.npz")]) == 0
+    import numpy as np
+    assert np.load(tmp_path / "h.npz")["hidden"].shape[0] == 2  # embeddings + 1 layer
+    assert cli.main(["sweep", "--families", "cone", "--knobs", "0", "1", "--n", "50", "--d", "4",
+                     "--replicates", "1", "--out", str(tmp_path / "s.csv")]) == 0
+    assert (tmp_path / "s.csv.json").exists()
+    with pytest.raises(SystemExit):
+        cli.main(["sweep", "--families", "banana", "--out", str(tmp_path / "b.csv")])
+    assert not (tmp_path / "b.csv").exists()
+    with pytest.raises(SystemExit):
+        cli.main(["reproduce", "--only", "nope", "--out", str(tmp_path)])
+    assert not (tmp_path / "figures").exists()

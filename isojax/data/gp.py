@@ -56,15 +56,16 @@ def gram(kernel: Callable, length: int) -> jax.Array:
     return kernel(t[:, None], t[None, :])
 
 
-def sample(key, kernel: str | Callable, length: int = INPUT + HORIZON, jitter: float = 1e-6) -> jax.Array:
-    """One GP draw [length] with zero mean and the named kernel (jitter on the diagonal for Cholesky)."""
+def sample(key, kernel: str | Callable, length: int = INPUT + HORIZON) -> jax.Array:
+    """One GP draw [length] with zero mean and the named kernel. Uses K = U diag(λ) Uᵀ with λ clipped at 0
+    rather than Cholesky: periodic and dot-product Gram matrices are numerically low-rank."""
     if isinstance(kernel, str):
         if kernel not in KERNELS:
             raise ValueError(f"kernel must be one of {sorted(KERNELS)}, got {kernel!r}")
         kernel = KERNELS[kernel]
     k = gram(kernel, length)
-    chol = jnp.linalg.cholesky(k + jitter * jnp.eye(length, dtype=k.dtype))
-    return chol @ jax.random.normal(key, (length,), k.dtype)
+    lam, vecs = jnp.linalg.eigh(k)
+    return vecs @ (jnp.sqrt(jnp.maximum(lam, 0.0)) * jax.random.normal(key, (length,), k.dtype))
 
 
 def compose(names: list[str], ops: list[str]) -> Callable:

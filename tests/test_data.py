@@ -1,0 +1,100 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from isojax.data import gp, real, teacher, tokens
+
+KEY = jax.random.PRNGKey(0)
+
+
+@pytest.mark.parametrize("kernel", ["rbf_0.1", "seasonality_24", "white_1", "dotproduct_1"])
+def test_gp_sample_covariance_matches_kernel(kernel):
+    length, draws = 24, 4000
+    x = np.asarray(jax.vmap(lambda k: gp.sample(k, kernel, length))(jax.random.split(KEY, draws)), np.float64)
+    emp = x.T @ x / draws
+    k = np.asarray(gp.gram(gp.KERNELS[kernel], length), np.float64)
+    # standard error of a sample second moment of zero-mean Gaussians: sqrt((K_ii K_jj + K_ij²) / draws)
+    se = np.sqrt((np.outer(np.diag(k), np.diag(k)) + k**2) / draws)
+    assert np.max(np.abs(emp - k) / (se + 1e-12)) < 6.0
+
+
+def test_gp_bank_has_ten_kernels_and_default_length():
+    assert len(gp.KERNELS) == 10
+    assert gp.sample(KEY, "rbf_1").shape == (564,)
+    with pytest.raises(ValueError, match="kernel must be one of"):
+        gp.sample(KEY, "nope")
+    composed = gp.compose(["rbf_1", "seasonality_24"], ["+"])
+    assert gp.sample(KEY, composed, 32).shape == (32,)
+
+
+def test_teacher_p_star_normalised_and_matches_sampling():
+    t = teacher.make_teacher(KEY, vocab=8, dim=8, order=1)
+    lp = teacher.log_p_star(t, jnp.arange(8)[:, None])
+    np.testing.assert_allclose(jnp.exp(lp).sum(-1), 1.0, rtol=1e-5)
+    seqs = np.asarray(teacher.sample_sequences(jax.random.PRNGKey(1), t, 4000, 3))
+    prev, nxt = seqs[:, 1], seqs[:, 2]
+    for s in range(8):
+        sel = nxt[prev == s]
+        freq = np.bincount(sel, minlength=8) / len(sel)
+        p = np.exp(np.asarray(lp[s], np.float64))
+        assert np.max(np.abs(freq - p) / np.sqrt(p * (1 - p) / len(sel) + 1e-12)) < 6.0
+
+
+def test_teacher_entropy_rate_and_excess_ce():
+    t = teacher.make_teacher(KEY, vocab=6, dim=4, order=2)
+    h = float(teacher.stationary_entropy_rate(t))
+    assert 0 < h < np.log(6)
+    seqs = teacher.sample_sequences(jax.random.PRNGKey(2), t, 16, 10)
+    exact = jnp.stack([teacher.log_p_star(t, seqs[:, max(i - 2, 0):i]) if i >= 2 else jnp.zeros((16, 6))
+                       for i in range(10)], 1)
+    assert float(teacher.excess_cross_entropy(t, seqs, exact)) == pytest.approx(0.0, abs=1e-5)
+    uniform = jnp.full((16, 10, 6), -np.log(6.0))
+    assert float(teacher.excess_cross_entropy(t, seqs, uniform)) > 0.05
+
+
+def test_real_series_offline_six_sets_four_domains():
+    names = list(real.SETS)
+    assert len(names) >= 6 and len({real.SETS[n][0] for n in names}) >= 4
+    for name in names:
+        series = real.load(name)
+        assert series and all(np.isfinite(s).all() and len(s) >= 50 for s in series)
+    train, test = real.split_by_time(real.load("macrodata"), 0.25)
+    assert all(len(a) + len(b) == 203 for a, b in zip(train, test))
+    x, y = real.windows(real.load("nile"), 20, 5, stride=5)
+    assert x.shape[1:] == (20,) and y.shape[1:] == (5,)
+    with pytest.raises(ValueError, match="name must be one of"):
+        real.load("electricity")
+
+
+@given(st.lists(st.floats(-1e4, 1e4, allow_nan=False), min_size=1, max_size=30))
+def test_digit_tokenizer_round_trip(xs):
+    tok = tokens.DigitTokenizer(precision=2, digits=5)
+    x = np.asarray(xs)
+    ids, scale = tok.encode(x)
+    back = tok.decode(ids, scale)
+    in_range = np.abs(x) / scale * 100 <= 10**5 - 1
+    assert back.shape == x.shape
+    assert np.all(np.abs(back - x)[in_range] <= 0.5 * scale * 10**-2 * (1 + 1e-9))
+
+
+@given(st.lists(st.floats(-1e3, 1e3, allow_nan=False), min_size=1, max_size=30))
+def test_bin_tokenizer_round_trip_and_clipping(xs):
+    tok = tokens.BinTokenizer(bins=100, low=-4, high=4)
+    x = np.asarray(xs)
+    ids, scale, clipped = tok.encode(x)
+    assert ids.min() >= tok.SPECIAL and ids.max() < tok.vocab
+    back = tok.decode(ids, scale)
+    inside = np.abs(x / scale) <= 4
+    assert clipped == int((~inside).sum())
+    assert np.all(np.abs(back - x)[inside] <= tok.half_width * scale * (1 + 1e-9))
+    assert tok.values.shape == (tok.vocab,)
+
+
+def test_tokenizer_bad_input():
+    with pytest.raises(ValueError, match=r"x must be a non-empty 1-D series, got shape \(2, 2\)"):
+        tokens.BinTokenizer().encode(np.ones((2, 2)))
+    with pytest.raises(ValueError, match=r"x has non-finite values"):
+        tokens.DigitTokenizer().encode([1.0, np.inf])

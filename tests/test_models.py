@@ -1,0 +1,107 @@
+import dataclasses
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from isojax import isotropy, pretrained, train
+from isojax import transformer as tf
+from isojax.data import teacher
+
+KEY = jax.random.PRNGKey(0)
+GOLDEN = Path(__file__).parent / "golden" / "minilm_hidden.npz"
+
+
+def test_decoder_is_causal_by_jacobian():
+    cfg = tf.Config(vocab=11, d_model=16, heads=2, layers=2, mlp=32, max_len=8)
+    params = tf.init(KEY, cfg)
+    tokens = jnp.arange(6) % 11
+
+    def hidden_from_embeddings(emb):
+        p = params.replace(embed=params.embed.at[tokens].set(emb))
+        return tf.forward(p, tokens, cfg)[0]
+
+    jac = jax.jacobian(hidden_from_embeddings)(params.embed[tokens])  # [L+1, T, d, T, d]
+    for i in range(6):
+        assert float(jnp.abs(jac[:, i, :, i + 1:, :]).max(initial=0.0)) == 0.0
+    # and the encoder is not causal
+    enc = dataclasses.replace(cfg, causal=False)
+    jac_enc = jax.jacobian(lambda e: tf.forward(params.replace(embed=params.embed.at[tokens].set(e)), tokens, enc)[0])(
+        params.embed[tokens])
+    assert float(jnp.abs(jac_enc[-1, 0, :, 5, :]).max()) > 0.0
+
+
+def test_forward_shapes_and_bad_input():
+    cfg = tf.Config(vocab=11, d_model=16, heads=4, layers=3, mlp=32, max_len=8)
+    hidden, logits = tf.forward(tf.init(KEY, cfg), jnp.arange(5), cfg)
+    assert hidden.shape == (4, 5, 16) and logits.shape == (5, 11)
+    with pytest.raises(ValueError, match=r"tokens must have rank 1"):
+        tf.forward(tf.init(KEY, cfg), jnp.zeros((2, 3), int), cfg)
+    with pytest.raises(ValueError, match=r"config.d_model=10 must be divisible by config.heads=4"):
+        tf.Config(vocab=5, d_model=10, heads=4)
+    with pytest.raises(ValueError, match=r"sequences has ids outside \[0, 11\)"):
+        train.train(KEY, cfg, jnp.full((4, 6), 11), train.TrainConfig(steps=1), progress=False)
+
+
+def test_training_beats_unigram_and_approaches_entropy_rate():
+    t = teacher.make_teacher(KEY, vocab=16, dim=16, order=1)
+    seqs = teacher.sample_sequences(jax.random.PRNGKey(1), t, 1024, 32)
+    cfg = tf.Config(vocab=16, d_model=32, heads=2, layers=1, mlp=64, max_len=32)
+    params, losses, _ = train.train(jax.random.PRNGKey(2), cfg, seqs, train.TrainConfig(steps=250, batch=32),
+                                    progress=False)
+    counts = np.bincount(np.asarray(seqs).ravel(), minlength=16) / seqs.size
+    unigram = -np.sum(counts * np.log(counts))
+    rate = float(teacher.stationary_entropy_rate(t))
+    final = float(losses[-20:].mean())
+    assert final < unigram - 0.5 * (unigram - rate)  # clearly below unigram
+    assert final < rate + 0.15  # close to the teacher's entropy rate
+
+
+def test_encoder_masked_objective_and_penalty_runs():
+    seqs = jax.random.randint(KEY, (64, 12), 0, 9)
+    cfg = tf.Config(vocab=10, d_model=16, heads=2, layers=2, mlp=32, max_len=16, causal=False)
+    tc = train.TrainConfig(steps=5, batch=8, penalty_weight=0.5, penalty_layers=(1, 2))
+    params, losses, saved = train.train(KEY, cfg, seqs, tc, penalty=lambda h: -isotropy.isoscore_star(h, 0.1),
+                                        progress=False, checkpoints=(3,))
+    assert np.all(np.isfinite(losses)) and 3 in saved
+
+
+def test_checkpoint_round_trip_bit_for_bit(tmp_path):
+    cfg = tf.Config(vocab=7, d_model=8, heads=2, layers=2, mlp=16, max_len=8, causal=False)
+    params = tf.init(KEY, cfg)
+    path = train.save(tmp_path / "m.safetensors", params, cfg)
+    loaded, cfg2 = train.load(path)
+    assert cfg2 == cfg
+    for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(loaded)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_forecasts_and_nmse():
+    cfg = tf.Config(vocab=12, d_model=16, heads=2, layers=1, mlp=32, max_len=16)
+    params = tf.init(KEY, cfg)
+    ctx = jnp.arange(10) % 12
+    samples = train.sample_forecast(KEY, params, ctx, cfg, steps=20, samples=5)  # slides past max_len
+    assert samples.shape == (5, 20) and int(samples.max()) < 12
+    values = jnp.concatenate([jnp.array([jnp.nan, jnp.nan]), jnp.linspace(-1, 1, 10)])
+    y = float(train.conditional_mean_forecast(params, ctx, cfg, values))
+    assert -1.0 <= y <= 1.0
+    assert train.nmse([1.0, 2.0], [1.0, 2.0]) == 0.0
+    assert train.nmse([0.0, 0.0], [1.0, 1.0]) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="same shape"):
+        train.nmse([1.0], [1.0, 2.0])
+
+
+def test_minilm_golden_hidden_states():
+    """all-MiniLM-L6-v2 loaded into isojax's encoder against hidden states from the PyTorch reference
+    (transformers BertModel), generated once into tests/golden (see its README)."""
+    golden = np.load(GOLDEN)
+    params, cfg = pretrained.load_minilm()
+    ids, mask = pretrained.encode([str(t) for t in golden["texts"]])
+    np.testing.assert_array_equal(ids, golden["ids"])
+    hidden = jax.vmap(lambda t, m: tf.forward(params, t, cfg, key_mask=m)[0])(jnp.asarray(ids), jnp.asarray(mask))
+    ours = np.asarray(hidden, np.float32)[:, golden["layers"]]
+    real = np.broadcast_to(golden["mask"][:, None, :, None], ours.shape)
+    assert np.max(np.abs(ours - golden["hidden"])[real]) < 1e-4
+    assert cfg.layers == 6 and params.lm_head.shape == (30522, 384)
