@@ -297,14 +297,16 @@ def check_t2ab(key, n: int = 1000, **impl) -> list[CheckRow]:
 
 
 def mean_embedding_drift(key, optimizer: optax.GradientTransformation, steps: int = 1000, vocab: int = 16,
-                         dim: int = 8, examples: int = 64, batch: int = 16):
+                         dim: int = 8, examples: int = 64, batch: int = 16, trajectory: bool = False):
     """Train a softmax head (Φ, b) by cross-entropy on random data; return how far φ̄ and Σb moved relative to
-    how far the rows and biases themselves moved (T2c: exactly 0 under SGD, up to rounding)."""
+    how far the rows and biases themselves moved (T2c: exactly 0 under SGD, up to rounding). With
+    trajectory=True, also the drift ‖φ̄_t - φ̄_0‖_∞ after every step ([steps])."""
     ks = jax.random.split(key, 4)
     teacher = _normal(ks[0], (vocab, dim))
     xs = _normal(ks[1], (examples, dim))
     ys = jax.random.categorical(ks[2], xs @ teacher.T)
     params = {"phi": _anisotropic_head(ks[3], vocab, dim), "b": jnp.zeros((vocab,), V.float_dtype())}
+    mean0 = params["phi"].mean(0)
 
     def loss(p, idx):
         return jnp.mean(head.cross_entropy(p["phi"], xs[idx], ys[idx], p["b"]))
@@ -313,15 +315,19 @@ def mean_embedding_drift(key, optimizer: optax.GradientTransformation, steps: in
         p, state = carry
         idx = jax.random.randint(jax.random.fold_in(key, i), (batch,), 0, examples)
         updates, state = optimizer.update(jax.grad(loss)(p, idx), state, p)
-        return (optax.apply_updates(p, updates), state), None
+        p = optax.apply_updates(p, updates)
+        return (p, state), jnp.max(jnp.abs(p["phi"].mean(0) - mean0))
 
-    (final, _), _ = jax.lax.scan(step, (params, optimizer.init(params)), jnp.arange(steps))
+    (final, _), drift = jax.lax.scan(step, (params, optimizer.init(params)), jnp.arange(steps))
     moved_rows = jnp.max(jnp.abs(final["phi"] - params["phi"]))
     moved_bias = jnp.max(jnp.abs(final["b"] - params["b"]))
-    return {
-        "mean": jnp.max(jnp.abs(final["phi"].mean(0) - params["phi"].mean(0))) / moved_rows,
+    out = {
+        "mean": drift[-1] / moved_rows,
         "bias_sum": jnp.abs(final["b"].sum() - params["b"].sum()) / moved_bias,
     }
+    if trajectory:
+        out["trajectory"] = drift
+    return out
 
 
 def check_t2c_training(key, n: int = 1000, steps: int = 1000, optimizer: optax.GradientTransformation | None = None,

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from pathlib import Path
 from typing import Callable
@@ -55,6 +56,23 @@ def _loss(params, tokens, key, config: tf.Config, tcfg: TrainConfig, penalty: Ca
     return loss
 
 
+@functools.lru_cache(maxsize=64)
+def _stepper(config: tf.Config, tcfg: TrainConfig, penalty: Callable | None):
+    """The optimizer and one jitted training step, built once per (architecture, schedule, penalty)."""
+    schedule = optax.warmup_cosine_decay_schedule(0.0, tcfg.lr, tcfg.warmup, max(tcfg.steps, tcfg.warmup + 1))
+    opt = optax.adamw(schedule, weight_decay=tcfg.weight_decay)
+
+    @jax.jit
+    def step(params, state, i, sequences, k_loop):
+        k_batch, k_mask = jax.random.split(jax.random.fold_in(k_loop, i))
+        idx = jax.random.randint(k_batch, (tcfg.batch,), 0, sequences.shape[0])
+        loss, grads = jax.value_and_grad(_loss)(params, sequences[idx], k_mask, config, tcfg, penalty)
+        updates, state = opt.update(grads, state, params)
+        return optax.apply_updates(params, updates), state, loss
+
+    return opt, step
+
+
 def train(key, config: tf.Config, sequences, tcfg: TrainConfig = TrainConfig(), penalty: Callable | None = None,
           params: tf.Params | None = None, progress: bool = True, checkpoints: tuple[int, ...] = ()):
     """Train on token sequences [n, T]; returns (params, losses [steps], {step: params} at `checkpoints`)."""
@@ -64,25 +82,15 @@ def train(key, config: tf.Config, sequences, tcfg: TrainConfig = TrainConfig(), 
     V.token_ids("sequences", sequences, config.vocab)
     k_init, k_loop = jax.random.split(key)
     params = params if params is not None else tf.init(k_init, config)
-    schedule = optax.warmup_cosine_decay_schedule(0.0, tcfg.lr, tcfg.warmup, max(tcfg.steps, tcfg.warmup + 1))
-    opt = optax.adamw(schedule, weight_decay=tcfg.weight_decay)
+    opt, step = _stepper(config, tcfg, penalty)
     state = opt.init(params)
-
-    @jax.jit
-    def step(params, state, i):
-        k_batch, k_mask = jax.random.split(jax.random.fold_in(k_loop, i))
-        idx = jax.random.randint(k_batch, (tcfg.batch,), 0, sequences.shape[0])
-        loss, grads = jax.value_and_grad(_loss)(params, sequences[idx], k_mask, config, tcfg, penalty)
-        updates, state = opt.update(grads, state, params)
-        return optax.apply_updates(params, updates), state, loss
-
     losses, saved = [], {}
     bar = range(tcfg.steps)
     if progress:
         from tqdm.auto import tqdm
         bar = tqdm(bar, desc="train", unit="step")
     for i in bar:
-        params, state, loss = step(params, state, i)
+        params, state, loss = step(params, state, i, sequences, k_loop)
         losses.append(loss)
         if i + 1 in checkpoints:
             saved[i + 1] = params
@@ -135,18 +143,21 @@ def sample_forecast(key, params, context, config: tf.Config, steps: int, samples
     The window slides (keeps the last max_len - 1 tokens); `allowed` [V] bool restricts the sampled tokens."""
     context = jnp.asarray(context)
     width = min(context.shape[0], config.max_len - 1)
+    allowed = jnp.ones((config.vocab,), bool) if allowed is None else jnp.asarray(allowed, bool)
+    return _sample(key, params, context[-width:], allowed, jnp.asarray(temperature, V.float_dtype()),
+                   config=config, steps=steps, samples=samples)
 
+
+@functools.partial(jax.jit, static_argnames=("config", "steps", "samples"))
+def _sample(key, params, context, allowed, temperature, *, config, steps, samples):
     def one(k):
         def step(ctx, kk):
-            lp = next_token_log_probs(params, ctx, config) / temperature
-            if allowed is not None:
-                lp = jnp.where(allowed, lp, -jnp.inf)
+            lp = jnp.where(allowed, next_token_log_probs(params, ctx, config) / temperature, -jnp.inf)
             tok = jax.random.categorical(kk, lp)
             return jnp.concatenate([ctx[1:], tok[None].astype(ctx.dtype)]), tok
-        _, toks = jax.lax.scan(step, context[-width:], jax.random.split(k, steps))
-        return toks
+        return jax.lax.scan(step, context, jax.random.split(k, steps))[1]
 
-    return jax.jit(jax.vmap(one))(jax.random.split(key, samples))
+    return jax.vmap(one)(jax.random.split(key, samples))
 
 
 def conditional_mean_forecast(params, context, config: tf.Config, values) -> jax.Array:

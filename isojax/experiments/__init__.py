@@ -9,9 +9,15 @@ from __future__ import annotations
 import importlib
 
 NAMES = [
-    "measures_vs_knob",
-    "partition_function",
+    "shift_invariance",
     "fisher_spectrum",
+    "gradient_structure",
+    "partition_function",
+    "measures_vs_knob",
+    "guarantee",
+    "trained_isotropy",
+    "intervention",
+    "minilm_isotropy",
 ]
 
 
