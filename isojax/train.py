@@ -38,7 +38,7 @@ class TrainConfig:
     penalty_layers: tuple[int, ...] = ()
 
 
-def _loss(params, tokens, key, config: tf.Config, tcfg: TrainConfig, penalty: Callable | None):
+def _loss(params, tokens, key, weight, config: tf.Config, tcfg: TrainConfig, penalty: Callable | None):
     """Mean token loss over a batch [B, T] (+ weight × penalty on the chosen layers' hidden states)."""
     if config.causal:
         hidden, logits = jax.vmap(lambda t: tf.forward(params, t, config))(tokens)
@@ -52,21 +52,20 @@ def _loss(params, tokens, key, config: tf.Config, tcfg: TrainConfig, penalty: Ca
         loss = jnp.sum(nll * masked) / jnp.maximum(masked.sum(), 1)
     if penalty is not None and tcfg.penalty_layers:
         pen = sum(penalty(hidden[:, layer].reshape(-1, hidden.shape[-1])) for layer in tcfg.penalty_layers)
-        loss = loss + tcfg.penalty_weight * pen / len(tcfg.penalty_layers)
+        loss = loss + weight * pen / len(tcfg.penalty_layers)
     return loss
 
 
 @functools.lru_cache(maxsize=64)
 def _stepper(config: tf.Config, tcfg: TrainConfig, penalty: Callable | None):
-    """The optimizer and one jitted training step, built once per (architecture, schedule, penalty)."""
+    """The optimizer and one jitted training step on a batch [B, T], built once per (architecture, schedule,
+    penalty); the data and the penalty weight are arguments, so neither triggers a recompilation."""
     schedule = optax.warmup_cosine_decay_schedule(0.0, tcfg.lr, tcfg.warmup, max(tcfg.steps, tcfg.warmup + 1))
     opt = optax.adamw(schedule, weight_decay=tcfg.weight_decay)
 
     @jax.jit
-    def step(params, state, i, sequences, k_loop):
-        k_batch, k_mask = jax.random.split(jax.random.fold_in(k_loop, i))
-        idx = jax.random.randint(k_batch, (tcfg.batch,), 0, sequences.shape[0])
-        loss, grads = jax.value_and_grad(_loss)(params, sequences[idx], k_mask, config, tcfg, penalty)
+    def step(params, state, batch, k_mask, weight):
+        loss, grads = jax.value_and_grad(_loss)(params, batch, k_mask, weight, config, tcfg, penalty)
         updates, state = opt.update(grads, state, params)
         return optax.apply_updates(params, updates), state, loss
 
@@ -82,15 +81,19 @@ def train(key, config: tf.Config, sequences, tcfg: TrainConfig = TrainConfig(), 
     V.token_ids("sequences", sequences, config.vocab)
     k_init, k_loop = jax.random.split(key)
     params = params if params is not None else tf.init(k_init, config)
-    opt, step = _stepper(config, tcfg, penalty)
+    opt, step = _stepper(config, dataclasses.replace(tcfg, penalty_weight=0.0), penalty)
     state = opt.init(params)
+    weight = jnp.asarray(tcfg.penalty_weight, V.float_dtype())
+    draw = jax.jit(lambda i: jax.random.split(jax.random.fold_in(k_loop, i)))
     losses, saved = [], {}
     bar = range(tcfg.steps)
     if progress:
         from tqdm.auto import tqdm
         bar = tqdm(bar, desc="train", unit="step")
     for i in bar:
-        params, state, loss = step(params, state, i, sequences, k_loop)
+        k_batch, k_mask = draw(i)
+        idx = jax.random.randint(k_batch, (tcfg.batch,), 0, sequences.shape[0])
+        params, state, loss = step(params, state, sequences[idx], k_mask, weight)
         losses.append(loss)
         if i + 1 in checkpoints:
             saved[i + 1] = params

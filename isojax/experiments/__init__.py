@@ -1,7 +1,8 @@
 """The study's experiments, one module per figure or claim; `isojax reproduce` runs them all.
 
-Each module has `run(out: Path, quick: bool = True, seed: int = 0) -> list[Path]`: it writes its results
-tables to out/results and its figures (PNG + PDF) to out/figures, and returns the figure paths.
+Each module has `run(out: Path, quick: bool = True, seed: int = 0, tiny: bool = False) -> list[Path]`: it writes its results
+tables to out/results and its figures (PNG + PDF) to out/figures, and returns the figure paths. `tiny`
+shrinks every size so the test suite can run the whole pipeline in seconds.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ def cell(key, family, vocab, d, knob):
     return {"eig": eig.mean(axis=0)}
 
 
-def run(out: Path, quick: bool = True, seed: int = 0) -> list[Path]:
+def run(out: Path, quick: bool = True, seed: int = 0, tiny: bool = False) -> list[Path]:
     out = Path(out)
     d, vocab = 16, 256
     knobs = [0.0, 0.5, 1.0, 2.0, 4.0]

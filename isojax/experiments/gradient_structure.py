@@ -13,9 +13,9 @@ from isojax import attention as att
 from isojax import plots, sweep, theory
 
 
-def run(out: Path, quick: bool = True, seed: int = 0) -> list[Path]:
+def run(out: Path, quick: bool = True, seed: int = 0, tiny: bool = False) -> list[Path]:
     out = Path(out)
-    n = 128 if quick else 2048
+    n = 16 if tiny else 128 if quick else 2048
     key = jax.random.PRNGKey(seed)
     eps = float(np.finfo(np.asarray(jax.numpy.zeros(())).dtype).eps)
     cfgs = theory.T3_CONFIGS
@@ -33,7 +33,7 @@ def run(out: Path, quick: bool = True, seed: int = 0) -> list[Path]:
                                 for i, c in enumerate(cfgs[:2] if quick else cfgs)]) for name in ("t3a", "t3b_auto")}
     head_draw = theory._head_instance(64, 16)
     t2 = jax.jit(jax.vmap(lambda k: theory.t2_head_gradients(*head_draw(k))))(jax.random.split(key, n))
-    steps = 500 if quick else 5000
+    steps = 50 if tiny else 500 if quick else 5000
     keys = jax.random.split(jax.random.fold_in(key, 99), 8)
     traj = {name: np.asarray(jax.jit(jax.vmap(lambda k, o=opt: theory.mean_embedding_drift(k, o, steps, trajectory=True)["trajectory"]))(keys))
             for name, opt in (("SGD", optax.sgd(0.1)), ("Adam", optax.adam(0.01)))}

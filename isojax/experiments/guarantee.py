@@ -35,16 +35,16 @@ def evaluate(params, config, t: T.Teacher, seqs):
         np.asarray(y).ravel(), np.asarray(y_hat).ravel()
 
 
-def run(out: Path, quick: bool = True, seed: int = 0) -> list[Path]:
+def run(out: Path, quick: bool = True, seed: int = 0, tiny: bool = False) -> list[Path]:
     out = Path(out)
-    vocab, steps = 24, (300 if quick else 2000)
+    vocab, steps = 24, (30 if tiny else 300 if quick else 2000)
     checkpoints = tuple(sorted({5, 10, 20, 40, 80, 160, steps} | set(range(0, steps + 1, max(steps // 4, 1))) - {0}))
     config = tf.Config(vocab=vocab, d_model=48, heads=4, layers=2, mlp=96, max_len=32)
     rows, probes = [], []
     for i, (family, knob, label) in enumerate(TEACHERS):
         key = jax.random.fold_in(jax.random.PRNGKey(seed), i)
         t = T.make_teacher(key, vocab=vocab, dim=16, order=2, family=family, knob=knob)
-        seqs = T.sample_sequences(jax.random.fold_in(key, 1), t, 2048 if quick else 8192, 32)
+        seqs = T.sample_sequences(jax.random.fold_in(key, 1), t, 256 if tiny else 2048 if quick else 8192, 32)
         test = T.sample_sequences(jax.random.fold_in(key, 2), t, 128, 32)
         _, _, saved = train.train(jax.random.fold_in(key, 3), config, seqs, train.TrainConfig(steps=steps, lr=3e-3),
                                   progress=False, checkpoints=checkpoints)

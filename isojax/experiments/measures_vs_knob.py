@@ -31,12 +31,13 @@ def cell(key, family, n, d, knob, replicate=0):
     return out
 
 
-def run(out: Path, quick: bool = True, seed: int = 0) -> list[Path]:
+def run(out: Path, quick: bool = True, seed: int = 0, tiny: bool = False) -> list[Path]:
     out = Path(out)
-    n, d, reps = (500, 64, 2) if quick else (2000, 768, 5)
-    knobs = [0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0]
-    grid = {"family": sorted(distributions.FAMILIES), "n": [n], "d": [d], "knob": knobs, "replicate": list(range(reps))}
-    rows = sweep.run_sweep(cell, grid, out / "results" / f"measures_vs_knob{'_quick' if quick else ''}.csv",
+    n, d, reps = (120, 16, 1) if tiny else (500, 64, 2) if quick else (2000, 768, 5)
+    knobs = [0.0, 1.0, 3.0] if tiny else [0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0]
+    families = ["cone", "mixture"] if tiny else sorted(distributions.FAMILIES)
+    grid = {"family": families, "n": [n], "d": [d], "knob": knobs, "replicate": list(range(reps))}
+    rows = sweep.run_sweep(cell, grid, out / "results" / f"measures_vs_knob{'_tiny' if tiny else '_quick' if quick else ''}.csv",
                            seed=seed, name="measures_vs_knob", per_device=7)
     fig, axes = plots.figure(2, 4, width=plots.DOUBLE, height=3.6)
     for ax, (col, label) in zip(axes.ravel(), MEASURES):

@@ -51,10 +51,10 @@ def context_cell(key, family, vocab, d, knob, replicate=0):
     return {"eps_z": jnp.max(jnp.abs(log_z - log_z.mean())), "r2": r2}
 
 
-def run(out: Path, quick: bool = True, seed: int = 0) -> list[Path]:
+def run(out: Path, quick: bool = True, seed: int = 0, tiny: bool = False) -> list[Path]:
     out = Path(out)
-    tag = "_quick" if quick else ""
-    reps = 4 if quick else 16
+    tag = "_tiny" if tiny else "_quick" if quick else ""
+    reps = 1 if tiny else 4 if quick else 16
     d = 16
     knobs = [0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0]
     vocabs = [256, 1024, 4096, 16384] if quick else [256, 1024, 4096, 16384, 65536]

@@ -16,7 +16,7 @@ def _np_log_softmax(z):
     return z - np.log(np.exp(z).sum())
 
 
-def run(out: Path, quick: bool = True, seed: int = 0) -> list[Path]:
+def run(out: Path, quick: bool = True, seed: int = 0, tiny: bool = False) -> list[Path]:
     out = Path(out)
     rng = np.random.default_rng(seed)
     vocab, dim = 64, 8

@@ -1,0 +1,82 @@
+"""Per-layer isotropy of the pre-trained all-MiniLM-L6-v2 on serialized numeric strings of the real series,
+next to the same measures on ordinary English sentences (statsmodels' dataset descriptions, offline)."""
+
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from isojax import isotropy, plots, pretrained, sweep
+from isojax import transformer as tf
+from isojax.data import real, tokens
+
+
+def english_sentences(limit: int) -> list[str]:
+    """Sentences from the descriptions that ship with statsmodels' datasets."""
+    import statsmodels.api as sm
+    texts = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name in ("sunspots", "co2", "nile", "elnino", "macrodata", "engel", "grunfeld", "longley", "star98",
+                     "statecrime", "strikes", "fertility", "copper", "cpunish", "scotland", "spector", "stackloss"):
+            mod = getattr(sm.datasets, name)
+            texts += [getattr(mod, attr, "") for attr in ("DESCRLONG", "NOTE", "SOURCE")]
+    sentences = [s.strip() for t in texts for s in re.split(r"(?<=[.!?])\s+", " ".join(t.split())) if len(s.split()) >= 6]
+    return sentences[:limit]
+
+
+def numeric_strings(limit: int, values_per_string: int = 24) -> list[str]:
+    """LLMTime-style digit strings ("123,456,...") of windows of the real series."""
+    tok = tokens.DigitTokenizer(precision=1, digits=3)
+    out = []
+    for name in real.SETS:
+        for s in real.load(name):
+            for start in range(0, len(s) - values_per_string, max(len(s) // 4, values_per_string)):
+                ids, _ = tok.encode(s[start:start + values_per_string])
+                out.append("".join("0123456789-,"[t] for t in ids))
+    return out[:limit]
+
+
+def layer_measures(texts, params, config, key):
+    ids, mask = pretrained.encode(texts, max_len=128)
+    hidden = jax.jit(jax.vmap(lambda t, m: tf.forward(params, t, config, key_mask=m)[0]))(jnp.asarray(ids), jnp.asarray(mask))
+    hidden = np.moveaxis(np.asarray(hidden), 1, 0)[:, mask]  # [L+1, tokens, d]
+    rows = []
+    for layer, x in enumerate(hidden):
+        x = jnp.asarray(x[:2000])
+        cc = isotropy.clustered_cosine(x, jax.random.fold_in(key, layer))
+        lam = isotropy.covariance_spectrum(x)
+        rows.append({"layer": layer, "tokens": int(x.shape[0]), "clustered_cosine": float(cc.score), "best_k": int(cc.best_k),
+                     "isoscore": float(isotropy.isoscore_from_spectrum(lam)),
+                     "d80_fraction": float(isotropy.d_80_from_spectrum(lam)) / x.shape[1],
+                     "cosine": float(isotropy.mean_cosine(x))})
+    return rows
+
+
+def run(out: Path, quick: bool = True, seed: int = 0, tiny: bool = False) -> list[Path]:
+    out = Path(out)
+    params, config = pretrained.load_minilm()
+    limit = 8 if tiny else 48 if quick else 400
+    key = jax.random.PRNGKey(seed)
+    rows = []
+    for kind, texts in (("numeric strings", numeric_strings(limit)), ("English sentences", english_sentences(limit))):
+        rows += [{"text": kind, **r} for r in layer_measures(texts, params, config, key)]
+    head_iso = float(isotropy.partition_isotropy(params.lm_head))
+    sweep.save_table(rows, out / "results" / "minilm_isotropy.csv", {"name": "minilm_isotropy", "seed": seed,
+                                                                        "head_partition_isotropy": head_iso})
+    fig, axes = plots.figure(1, 3, width=plots.DOUBLE, height=2.1)
+    for ax, (col, label) in zip(axes[0], (("isoscore", "IsoScore"), ("clustered_cosine", "clustered cosine"),
+                                          ("cosine", "mean cosine (raw)"))):
+        for j, kind in enumerate(("numeric strings", "English sentences")):
+            sel = [r for r in rows if r["text"] == kind]
+            ax.plot([r["layer"] for r in sel], [r[col] for r in sel], "o-", color=f"C{j}", label=kind)
+        ax.set_xlabel("layer (0 = embeddings)")
+        ax.set_ylabel(label)
+    axes[0, 0].legend(frameon=False)
+    fig.suptitle(f"all-MiniLM-L6-v2 hidden states (LM head I(Φ) = {head_iso:.2g})")
+    return plots.save(fig, out / "figures", "minilm_isotropy")
