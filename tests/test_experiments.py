@@ -63,6 +63,14 @@ def test_every_experiment_runs_and_its_tables_have_the_expected_orderings(tmp_pa
     rows = _table(out, "intervention.csv")
     _floats(rows, "nmse"), _floats(rows, "isoscore_mean")
 
+    # a second run reuses the cached trained models and gives the same table
+    first = (out / "results" / "intervention.csv").read_text()
+    models = sorted((out / "results" / "models").glob("*.safetensors"))
+    assert models
+    experiments.get("intervention").run(out, quick=True, seed=0, tiny=True)
+    assert (out / "results" / "intervention.csv").read_text() == first
+    assert sorted((out / "results" / "models").glob("*.safetensors")) == models
+
     rows = _table(out, "minilm_isotropy.csv")
     assert {r["text"] for r in rows} == {"numeric strings", "English sentences"}
     _floats(rows, "isoscore")

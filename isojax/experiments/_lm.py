@@ -6,7 +6,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from isojax import isotropy, train
+from pathlib import Path
+
+from isojax import _validate as V
+from isojax import isotropy, sweep, train
 from isojax import transformer as tf
 from isojax.data import corpus
 
@@ -18,15 +21,30 @@ ARCHS = {
 
 
 def train_and_measure(key, source: str, tokenizer: str, arch: str, steps: int, seq_len: int = 64,
-                      penalty=None, penalty_weight: float = 0.0, samples: int = 10, points: int = 1024):
-    """Train on `source`, return (forecast NMSE, per-layer measures list, hidden states of the last layer)."""
+                      penalty=None, penalty_weight: float = 0.0, samples: int = 10, points: int = 1024,
+                      cache: Path | None = None):
+    """Train on `source` (or load the checkpoint cached under `cache` by an earlier identical run), return
+    (forecast NMSE and losses, per-layer measures, hidden states of every layer)."""
     k_data, k_train, k_eval, k_measure = jax.random.split(key, 4)
     data = corpus.build(source, tokenizer, k_data, seq_len=seq_len, count=16)
     spec = ARCHS[arch]
     config = tf.Config(vocab=data.vocab, mlp=2 * spec["d_model"], max_len=seq_len, **spec)
     layers = tuple(range(1, config.layers + 1)) if penalty is not None else ()
     tcfg = train.TrainConfig(steps=steps, penalty_weight=penalty_weight, penalty_layers=layers)
-    params, losses, _ = train.train(k_train, config, jnp.asarray(data.sequences), tcfg, penalty=penalty, progress=False)
+    ident = {"key": np.asarray(jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key).tolist(),
+             "source": source, "tokenizer": tokenizer, "config": str(config), "train": str(tcfg),
+             "penalty": getattr(penalty, "__name__", None), "dtype": str(V.float_dtype())}
+    path = None if cache is None else Path(cache) / f"{sweep.config_hash(ident)}.safetensors"
+    if path is not None and path.exists():
+        params, _ = train.load(path)
+        losses = np.load(path.with_suffix(".losses.npy"))
+    else:
+        params, losses, _ = train.train(k_train, config, jnp.asarray(data.sequences), tcfg, penalty=penalty,
+                                        progress=False)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.save(path.with_suffix(".losses.npy"), losses)  # first, so a model file implies its losses
+            train.save(path, params, config)
     nmse = train.evaluate_forecasts(k_eval, params, config, data, samples=samples)
     seqs = jnp.asarray(data.sequences[: max(points // seq_len, 1)])
     hidden = np.asarray(jax.vmap(lambda s: tf.forward(params, s, config)[0])(seqs))  # [n, L+1, T, d]

@@ -40,7 +40,7 @@ def run(out: Path, quick: bool = True, seed: int = 0, tiny: bool = False) -> lis
     summary, layers_rows, pca = [], [], {}
     for i, (source, tok, arch) in enumerate(runs):
         res, per_layer, hidden = _lm.train_and_measure(jax.random.fold_in(jax.random.PRNGKey(seed), i), source, tok,
-                                                       arch, steps)
+                                                       arch, steps, cache=out / "results" / "models")
         name = f"{source}|{tok}|{arch}"
         summary.append({"run": name, "data": source, "tokenizer": tok, "arch": arch, **res,
                         "clustered_cosine_last": per_layer[-1]["clustered_cosine"], "isoscore_last": per_layer[-1]["isoscore"],
