@@ -127,7 +127,9 @@ def run_sweep(fn: Callable[..., dict], grid: dict[str, list], out, seed: int = 0
     all_cells = cells(grid)
     per_device = V.positive_int("per_device", per_device)
     out = Path(out)
-    config = {"name": name or getattr(fn, "__name__", "sweep"), "grid": grid, "seed": seed, **(extra_config or {})}
+    # the dtype is part of the configuration: a float32 table must not be resumed by a float64 run
+    config = {"name": name or getattr(fn, "__name__", "sweep"), "grid": grid, "seed": seed,
+              "dtype": str(V.float_dtype()), **(extra_config or {})}
     digest = config_hash(config)
     sidecar = out.with_name(out.name + ".json")
     done: dict[int, dict] = {}
