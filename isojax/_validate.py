@@ -40,7 +40,7 @@ def array(name: str, x, ndim: int | tuple[int, ...] | None = None, what: str = "
             raise ValueError(f"{name} must have rank {ranks}{axes}, got shape {tuple(x.shape)}")
     if nonempty and x.size == 0:
         raise ValueError(f"{name} is empty (shape {tuple(x.shape)})")
-    if dtype is None and jnp.issubdtype(x.dtype, jnp.floating) is False and jnp.issubdtype(x.dtype, jnp.integer):
+    if dtype is None and jnp.issubdtype(x.dtype, jnp.integer):  # integer arrays become the default float
         dtype = float_dtype()
     x = jnp.asarray(x, dtype=dtype) if dtype is not None else jnp.asarray(x)
     # numpy, not jnp: inside a trace even a concrete array's jnp reductions would be staged out

@@ -103,10 +103,7 @@ def _embed(args) -> int:
         if series is None:
             raise ValueError("--model minilm embeds serialized real series: --data real:<name>")
         digits = tokens.DigitTokenizer(precision=1, digits=3)
-        texts = []
-        for s in series:
-            ids, _ = digits.encode(s[:40])
-            texts.append("".join("0123456789-,"[t] for t in ids))
+        texts = [digits.to_text(s[:40]) for s in series]
         ids, mask = pretrained.encode(texts)
         hidden = jax.vmap(lambda t, m: tf.forward(params, t, config, key_mask=m)[0])(jnp.asarray(ids), jnp.asarray(mask))
         hidden = np.moveaxis(np.asarray(hidden), 1, 0)[:, mask]  # [L+1, real tokens, d]

@@ -61,6 +61,10 @@ class DigitTokenizer:
             out.append(self.SEP)
         return np.asarray(out, dtype=np.int32), scale
 
+    def to_text(self, x, scale: float | None = None) -> str:
+        """The series as an LLMTime-style string ("0123,-0045,"), for a language model's own tokenizer."""
+        return "".join("0123456789-,"[t] for t in self.encode(x, scale)[0])
+
     def decode(self, tokens, scale: float) -> np.ndarray:
         """The series back from token ids (ignores a trailing incomplete value)."""
         values, digits, negative = [], [], False

@@ -17,7 +17,6 @@ def run(out: Path, quick: bool = True, seed: int = 0, tiny: bool = False) -> lis
     out = Path(out)
     n = 16 if tiny else 128 if quick else 2048
     key = jax.random.PRNGKey(seed)
-    eps = float(np.finfo(np.asarray(jax.numpy.zeros(())).dtype).eps)
     cfgs = theory.T3_CONFIGS
 
     def attn_instance(cfg):
@@ -51,7 +50,7 @@ def run(out: Path, quick: bool = True, seed: int = 0, tiny: bool = False) -> lis
     ax.set_xscale("log")
     ax.set_xlabel("closed form vs autodiff, relative error / eps")
     ax.set_ylabel("instances")
-    ax.set_title(f"T2b, T3a: closed form = autodiff")
+    ax.set_title("T2b, T3a: closed form = autodiff")
     ax.legend(frameon=False)
     ax = axes[0, 1]
     ax.hist(np.maximum(t3["t3b_auto"], 1e-3), bins=np.logspace(-3, 3, 40), color="C2")

@@ -37,8 +37,7 @@ def numeric_strings(limit: int, values_per_string: int = 24) -> list[str]:
     for name in real.SETS:
         for s in real.load(name):
             for start in range(0, len(s) - values_per_string, max(len(s) // 4, values_per_string)):
-                ids, _ = tok.encode(s[start:start + values_per_string])
-                out.append("".join("0123456789-,"[t] for t in ids))
+                out.append(tok.to_text(s[start:start + values_per_string]))
     return out[:limit]
 
 
