@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import itertools
 import json
 import os
@@ -70,7 +71,8 @@ def _versions() -> dict:
     return out
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def atomic_write(path: Path, text: str) -> None:
+    """Write text to path through a temporary file and a rename, so a reader never sees half a file."""
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     with open(tmp, "w") as f:
         f.write(text)
@@ -96,8 +98,11 @@ def read_table(path) -> list[dict]:
 def _write_table(path: Path, rows: list[dict]) -> None:
     rows = sorted(rows, key=lambda r: int(r["cell"]))
     columns = list(rows[0]) if rows else ["cell"]
-    lines = [",".join(columns)] + [",".join(_format(r[c]) for c in columns) for r in rows]
-    _atomic_write(path, "\n".join(lines) + "\n")
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")  # quotes a text field holding a comma, quote or newline
+    writer.writerow(columns)
+    writer.writerows([_format(r[c]) for c in columns] for r in rows)
+    atomic_write(path, buf.getvalue())
 
 
 def _sidecar(config: dict, **extra) -> str:
@@ -112,7 +117,7 @@ def save_table(rows: list[dict], out, config: dict) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     rows = [{"cell": i, **r} if "cell" not in r else r for i, r in enumerate(rows)]
     _write_table(out, rows)
-    _atomic_write(out.with_name(out.name + ".json"), _sidecar(config))
+    atomic_write(out.with_name(out.name + ".json"), _sidecar(config))
     return out
 
 
@@ -139,7 +144,7 @@ def run_sweep(fn: Callable[..., dict], grid: dict[str, list], out, seed: int = 0
             raise ValueError(f"out {str(out)!r} holds a table from another configuration; choose another path")
         done = {int(r["cell"]): r for r in read_table(out)}
     out.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(sidecar, _sidecar(config, cells=len(all_cells)))
+    atomic_write(sidecar, _sidecar(config, cells=len(all_cells)))
 
     devices = jax.devices()
     # Auto axes: the cell function stays sharding-agnostic and XLA partitions the vmapped batch.

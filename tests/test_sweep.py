@@ -71,3 +71,10 @@ def test_bad_grid(tmp_path, grid, match):
     with pytest.raises(ValueError, match=match):
         sweep.run_sweep(sweep_job.cell, grid, tmp_path / "x.csv")
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_table_text_with_commas_and_quotes_round_trips(tmp_path):
+    rows = [{"scope": "within dataset, mean", "note": 'a "quoted" word', "value": 0.1}]
+    sweep.save_table(rows, tmp_path / "t.csv", {"name": "t"})
+    back = sweep.read_table(tmp_path / "t.csv")
+    assert back == [{"cell": "0", "scope": "within dataset, mean", "note": 'a "quoted" word', "value": "0.1"}]
