@@ -141,24 +141,39 @@ def next_token_log_probs(params, context, config: tf.Config) -> jax.Array:
 
 
 def sample_forecast(key, params, context, config: tf.Config, steps: int, samples: int = 20,
-                    temperature: float = 1.0, allowed=None) -> jax.Array:
+                    temperature: float = 1.0, allowed=None, grammar=None) -> jax.Array:
     """`samples` sampled continuations of `steps` tokens after context [T] -> [samples, steps] token ids.
-    The window slides (keeps the last max_len - 1 tokens); `allowed` [V] bool restricts the sampled tokens."""
+    The window slides (keeps the last max_len - 1 tokens). `allowed` [V] bool restricts the sampled tokens;
+    `grammar` = (allowed [S, V'], next_state [S, V']) with V' ≤ V (a tokenizer's `grammar()`) restricts them
+    by a finite-state rule that starts in state 0, so that e.g. every sampled number has its fixed width."""
     context = jnp.asarray(context)
     width = min(context.shape[0], config.max_len - 1)
-    allowed = jnp.ones((config.vocab,), bool) if allowed is None else jnp.asarray(allowed, bool)
-    return _sample(key, params, context[-width:], allowed, jnp.asarray(temperature, V.float_dtype()),
+    if grammar is None:
+        allowed = jnp.ones((config.vocab,), bool) if allowed is None else jnp.asarray(allowed, bool)
+        rule, nxt = allowed[None, :], jnp.zeros((1, config.vocab), jnp.int32)
+    else:
+        if allowed is not None:
+            raise ValueError("give allowed or grammar, not both")
+        rule, nxt = (np.asarray(g) for g in grammar)
+        if rule.ndim != 2 or rule.shape != nxt.shape or rule.shape[1] > config.vocab:
+            raise ValueError(f"grammar must be two [S, V'] arrays with V' <= vocab {config.vocab}, got shapes "
+                             f"{rule.shape} and {nxt.shape}")
+        pad = config.vocab - rule.shape[1]  # tokens beyond the tokenizer's (the MASK) are never sampled
+        rule = jnp.asarray(np.pad(rule.astype(bool), ((0, 0), (0, pad))))
+        nxt = jnp.asarray(np.pad(nxt.astype(np.int32), ((0, 0), (0, pad))))
+    return _sample(key, params, context[-width:], rule, nxt, jnp.asarray(temperature, V.float_dtype()),
                    config=config, steps=steps, samples=samples)
 
 
 @functools.partial(jax.jit, static_argnames=("config", "steps", "samples"))
-def _sample(key, params, context, allowed, temperature, *, config, steps, samples):
+def _sample(key, params, context, rule, nxt, temperature, *, config, steps, samples):
     def one(k):
-        def step(ctx, kk):
-            lp = jnp.where(allowed, next_token_log_probs(params, ctx, config) / temperature, -jnp.inf)
+        def step(carry, kk):
+            ctx, state = carry
+            lp = jnp.where(rule[state], next_token_log_probs(params, ctx, config) / temperature, -jnp.inf)
             tok = jax.random.categorical(kk, lp)
-            return jnp.concatenate([ctx[1:], tok[None].astype(ctx.dtype)]), tok
-        return jax.lax.scan(step, context, jax.random.split(k, steps))[1]
+            return (jnp.concatenate([ctx[1:], tok[None].astype(ctx.dtype)]), nxt[state, tok]), tok
+        return jax.lax.scan(step, (context, jnp.int32(0)), jax.random.split(k, steps))[1]
 
     return jax.vmap(one)(jax.random.split(key, samples))
 
@@ -188,22 +203,13 @@ def forecast_series(key, params, config: tf.Config, tokenizer, context: np.ndarr
     if is_bins:
         ids, scale, _ = tokenizer.encode(context)
         steps = horizon
-        allowed = jnp.arange(config.vocab) >= tokenizer.SPECIAL
-        allowed = allowed & (jnp.arange(config.vocab) < tokenizer.vocab)
     else:
-        ids, scale = tokenizer.encode(context)
-        steps = horizon * (tokenizer.digits + 2)
-        allowed = jnp.arange(config.vocab) < tokenizer.vocab
+        ids, scale = tokenizer.encode(context)  # ends with ',': the window ends at a value boundary
+        steps = horizon * (tokenizer.digits + 2)  # enough for horizon values with a sign each
     toks = np.asarray(sample_forecast(key, params, jnp.asarray(ids[-(config.max_len - 1):]), config, steps,
-                                      samples, temperature, allowed))
-    paths = []
-    for row in toks:
-        values = tokenizer.decode(row, scale)[:horizon]
-        if len(values) < horizon:  # an incomplete digit string: carry the last value (or the context's)
-            last = values[-1] if len(values) else context[-1]
-            values = np.concatenate([values, np.full(horizon - len(values), last)])
-        paths.append(values)
-    return np.median(np.stack(paths), axis=0)
+                                      samples, temperature, grammar=tokenizer.grammar()))
+    # the grammar makes every value complete, so each row decodes to at least `horizon` values
+    return np.median(np.stack([tokenizer.decode(row, scale)[:horizon] for row in toks]), axis=0)
 
 
 def evaluate_forecasts(key, params, config: tf.Config, corpus, samples: int = 20) -> float:

@@ -93,6 +93,28 @@ def test_forecasts_and_nmse():
         train.nmse([1.0], [1.0, 2.0])
 
 
+def test_digit_forecasts_follow_the_fixed_width_grammar():
+    import re
+
+    from isojax.data import tokens
+
+    tok = tokens.DigitTokenizer(precision=1, digits=3)
+    cfg = tf.Config(vocab=tok.vocab + 1, d_model=16, heads=2, layers=1, mlp=32, max_len=16)
+    params = tf.init(KEY, cfg)  # untrained: left alone it emits any token, MASK and stray separators included
+    ids, _ = tok.encode(np.array([1.5, -2.0, 3.25]))
+    text = lambda rows: ["".join("0123456789-,M"[t] for t in row) for row in np.asarray(rows).tolist()]
+    well_formed = re.compile(r"^(-?\d{3},)*(-?\d{0,3})?$")
+    free = text(train.sample_forecast(KEY, params, ids, cfg, steps=40, samples=8))
+    assert not all(well_formed.match(t) for t in free)  # the check below can fail
+    ruled = text(train.sample_forecast(KEY, params, ids, cfg, steps=40, samples=8, grammar=tok.grammar()))
+    assert all(well_formed.match(t) for t in ruled), ruled
+    # and so every sampled path decodes to the full horizon
+    path = train.forecast_series(KEY, params, cfg, tok, np.array([1.5, -2.0, 3.25, 0.5]), horizon=6, samples=4)
+    assert path.shape == (6,) and np.isfinite(path).all()
+    with pytest.raises(ValueError, match="grammar must be two"):
+        train.sample_forecast(KEY, params, ids, cfg, steps=2, grammar=(np.ones((2, 20), bool), np.zeros((2, 20), int)))
+
+
 def test_minilm_golden_hidden_states():
     """all-MiniLM-L6-v2 loaded into isojax's encoder against hidden states from the PyTorch reference
     (transformers BertModel), generated once into tests/golden (see its README)."""

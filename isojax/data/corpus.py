@@ -1,8 +1,10 @@
 """From a numeric source to token sequences: GP draws, real series or the teacher, through a tokenizer.
 
 `build(source, tokenizer, key, ...)` returns a `Corpus`: sequences [n, T] of token ids for training, the held
-out (context, target) series for forecasting, and the tokenizer. Sources: "teacher", "gp:<kernel>",
-"real:<name>". The MASK token of the encoder objective is id tokenizer.vocab (so models use vocab + 1).
+out (context, target) series for forecasting, and the tokenizer. Sources: "teacher" (the values of sequences
+sampled from one fixed log-linear teacher, a numeric series with a known next-value law), "gp:<kernel>",
+"real:<name>". All three become value series first, so every source is tokenized, split by time and forecast
+the same way. The MASK token of the encoder objective is id tokenizer.vocab (so models use vocab + 1).
 """
 
 from __future__ import annotations
@@ -32,7 +34,14 @@ def make_tokenizer(name: str):
     raise ValueError(f"tokenizer must be 'bins' or 'digits', got {name!r}")
 
 
+# The "teacher" source is one distribution, whatever the data key: its law is drawn from this fixed key.
+TEACHER_KEY = 20505
+
+
 def _series(source: str, key, count: int, length: int) -> list[np.ndarray]:
+    if source == "teacher":
+        t = teacher.make_teacher(jax.random.PRNGKey(TEACHER_KEY))
+        return list(np.asarray(teacher.sample_series(key, t, count, length), np.float64))
     if source.startswith("gp:"):
         keys = jax.random.split(key, count)
         return [np.asarray(gp.sample(k, source[3:], length), np.float64) for k in keys]
@@ -49,10 +58,6 @@ def build(source: str, tokenizer: str, key, seq_len: int = 64, count: int = 32, 
           horizon: int = 16, test_fraction: float = 0.2) -> Corpus:
     """Token sequences of seq_len for training, and held-out (context, target) pairs for forecasting."""
     tok = make_tokenizer(tokenizer)
-    if source == "teacher":
-        t = teacher.make_teacher(key, vocab=tok.vocab if tokenizer == "bins" else 12)
-        seqs = np.asarray(teacher.sample_sequences(key, t, count * 8, seq_len))
-        return Corpus(seqs, [], [], tok, tok.vocab + 1)
     series = _series(source, key, count, length)
     train_part, test_part = real.split_by_time(series, test_fraction)
     windows, contexts, targets = [], [], []
@@ -61,7 +66,10 @@ def build(source: str, tokenizer: str, key, seq_len: int = 64, count: int = 32, 
             ids, _, _ = tok.encode(tr)
         else:
             ids, _ = tok.encode(tr)
-        windows += _token_windows(ids, seq_len, max(seq_len // 4, 1))
+        # a stride that is no multiple of a value's token count (4 or 5 for digits): otherwise every window starts
+        # at the same digit, and a model with absolute positions learns the digit's place from the position
+        # instead of the tokens, and emits nonsense once a forecast's window slides to another phase
+        windows += _token_windows(ids, seq_len, max(seq_len // 4, 1) + 1)
         full = np.concatenate([tr, te])
         if len(te) >= horizon:
             cut = len(tr)

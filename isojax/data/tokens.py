@@ -61,6 +61,20 @@ class DigitTokenizer:
             out.append(self.SEP)
         return np.asarray(out, dtype=np.int32), scale
 
+    def grammar(self) -> tuple[np.ndarray, np.ndarray]:
+        """The fixed-width value format as a finite-state rule for sampling: (allowed [S, vocab] bool,
+        next_state [S, vocab] int). State j < digits: j digits of the value written; state `digits`: all
+        written, only ',' may follow; state digits + 1: after '-'. State 0 is a value boundary."""
+        n = self.digits + 2
+        allowed = np.zeros((n, self.vocab), bool)
+        nxt = np.zeros((n, self.vocab), np.int32)
+        for j in range(self.digits):
+            allowed[j, :10], nxt[j, :10] = True, j + 1
+        allowed[0, self.MINUS], nxt[0, self.MINUS] = True, self.digits + 1
+        allowed[self.digits + 1, :10], nxt[self.digits + 1, :10] = True, 1
+        allowed[self.digits, self.SEP], nxt[self.digits, self.SEP] = True, 0
+        return allowed, nxt
+
     def to_text(self, x, scale: float | None = None) -> str:
         """The series as an LLMTime-style string ("0123,-0045,"), for a language model's own tokenizer."""
         return "".join("0123456789-,"[t] for t in self.encode(x, scale)[0])
@@ -114,6 +128,11 @@ class BinTokenizer:
     @property
     def half_width(self) -> float:
         return (self.high - self.low) / self.bins / 2
+
+    def grammar(self) -> tuple[np.ndarray, np.ndarray]:
+        """One state: any bin token may follow, PAD and EOS may not. (allowed [1, vocab], next_state [1, vocab])"""
+        allowed = np.arange(self.vocab)[None, :] >= self.SPECIAL
+        return allowed, np.zeros((1, self.vocab), np.int32)
 
     def scale_for(self, x) -> float:
         m = float(np.mean(np.abs(_series(x))))
