@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from isojax.data import gp, real, teacher, tokens
+from isojax.data import corpus, gp, real, teacher, tokens
 
 KEY = jax.random.PRNGKey(0)
 
@@ -98,3 +98,29 @@ def test_tokenizer_bad_input():
         tokens.BinTokenizer().encode(np.ones((2, 2)))
     with pytest.raises(ValueError, match=r"x has non-finite values"):
         tokens.DigitTokenizer().encode([1.0, np.inf])
+
+
+@pytest.mark.parametrize("tokenizer", ["bins", "digits"])
+@pytest.mark.parametrize("source", ["teacher", "gp:rbf_0.1", "real:nile"])
+def test_corpus_every_source_gives_windows_and_held_out_series(source, tokenizer):
+    c = corpus.build(source, tokenizer, KEY, seq_len=32, count=4, length=200)
+    assert c.sequences.ndim == 2 and c.sequences.shape[1] == 32 and c.sequences.dtype == np.int32
+    assert 0 <= c.sequences.min() and c.sequences.max() < c.tokenizer.vocab < c.vocab  # MASK stays unused
+    assert len(c.contexts) == len(c.targets) > 0
+    assert all(len(t) == 16 and np.isfinite(t).all() for t in c.targets)
+
+
+def test_teacher_source_is_one_law_sampled_anew_per_key():
+    t = teacher.make_teacher(jax.random.PRNGKey(corpus.TEACHER_KEY))
+    for seed in (1, 2):  # the same fixed law, whatever the data key; the samples change with it
+        got = corpus._series("teacher", jax.random.PRNGKey(seed), 3, 50)
+        np.testing.assert_array_equal(np.stack(got), np.asarray(teacher.sample_series(jax.random.PRNGKey(seed), t, 3, 50)))
+    assert not np.allclose(corpus._series("teacher", jax.random.PRNGKey(1), 1, 50)[0],
+                           corpus._series("teacher", jax.random.PRNGKey(2), 1, 50)[0])
+
+
+def test_corpus_bad_source():
+    with pytest.raises(ValueError, match="source must be 'teacher'"):
+        corpus.build("gaussian", "bins", KEY)
+    with pytest.raises(ValueError, match="tokenizer must be 'bins' or 'digits'"):
+        corpus.build("teacher", "words", KEY)

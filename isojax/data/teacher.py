@@ -69,6 +69,11 @@ def sample_sequences(key, teacher: Teacher, count: int, length: int) -> jax.Arra
     return jnp.concatenate([start, rest.T], axis=1)
 
 
+def sample_series(key, teacher: Teacher, count: int, length: int) -> jax.Array:
+    """count numeric series: the values v_w of sampled token sequences. -> [count, length] in [-1, 1]"""
+    return teacher.values[sample_sequences(key, teacher, count, length)]
+
+
 def stationary_entropy_rate(teacher: Teacher, iterations: int = 500) -> jax.Array:
     """Exact entropy rate H = Σ_s π(s) H(p*(·|s)) of the order-m Markov chain (π by power iteration)."""
     states = jnp.stack(jnp.meshgrid(*[jnp.arange(teacher.vocab)] * teacher.order, indexing="ij"), -1)
