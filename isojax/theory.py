@@ -21,9 +21,7 @@ import optax
 
 from isojax import _validate as V
 from isojax import attention as att
-from isojax import distributions
-from isojax import head
-from isojax import isotropy
+from isojax import distributions, head, isotropy
 
 
 @dataclasses.dataclass(frozen=True)

@@ -46,3 +46,12 @@ def test_train_embed_sweep_reproduce_commands(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli.main(["reproduce", "--only", "nope", "--out", str(tmp_path)])
     assert not (tmp_path / "figures").exists()
+
+
+def test_reproduce_writes_figures_and_records_where_it_was_timed(tmp_path, capsys):
+    assert cli.main(["reproduce", "--only", "shift_invariance", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "figures" / "shift_invariance.png").exists()
+    assert "shift_invariance:" in capsys.readouterr().out
+    import json
+    timing = json.loads((tmp_path / "results" / "reproduce_timings.json").read_text())["quick"]["shift_invariance"]
+    assert timing["seconds"] > 0 and timing["cores"] >= 1 and timing["devices"] and timing["jax"]

@@ -57,7 +57,11 @@ def test_every_experiment_runs_and_its_tables_have_the_expected_orderings(tmp_pa
 
     runs = _table(out, "trained_isotropy_runs.csv")
     assert np.all(_floats(runs, "nmse") >= 0)
-    for r in _table(out, "trained_isotropy_spearman.csv"):
+    assert {r["data"] for r in runs} == {"gp:rbf_0.1", "real:nile", "teacher"}
+    assert {r["tokenizer"] for r in runs} == {"bins", "digits"}
+    spearman = _table(out, "trained_isotropy_spearman.csv")
+    assert {r["scope"] for r in spearman} == {"pooled over runs", "within dataset, mean"}
+    for r in spearman:
         assert -1.0 <= float(r["ci_low"]) <= float(r["spearman_rho"]) + 1e-9 <= float(r["ci_high"]) + 2e-9 <= 1.0 + 2e-9
 
     rows = _table(out, "intervention.csv")
@@ -86,3 +90,16 @@ def test_same_seed_same_table(tmp_path):
 def test_unknown_experiment():
     with pytest.raises(ValueError, match="experiment must be one of"):
         experiments.get("nope")
+
+
+def test_within_dataset_spearman_removes_the_dataset_confound():
+    from isojax.experiments import trained_isotropy as t6
+
+    # within each dataset the more isotropic run forecasts better (ρ = -1), but the easy dataset is the more
+    # isotropic one overall, so the pooled ρ is positive: only the within-dataset ρ sees the -1
+    rows = [{"data": d, "iso": base + i, "nmse": scale * (3 - i)} for d, base, scale in (("a", 0, 1.0), ("b", 10, 100.0))
+            for i in range(3)]
+    rho, lo, hi, n = t6.within_dataset_spearman(rows, "iso")
+    assert n == 2 and rho == lo == hi == -1.0
+    assert t6.spearman_bootstrap([r["iso"] for r in rows], [r["nmse"] for r in rows])[0] > 0
+    assert np.isnan(t6.within_dataset_spearman(rows[:3], "iso")[0])  # one dataset: no interval over datasets

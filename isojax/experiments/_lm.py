@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-from pathlib import Path
 
 from isojax import _validate as V
 from isojax import isotropy, sweep, train
@@ -33,7 +34,9 @@ def train_and_measure(key, source: str, tokenizer: str, arch: str, steps: int, s
     tcfg = train.TrainConfig(steps=steps, penalty_weight=penalty_weight, penalty_layers=layers)
     ident = {"key": np.asarray(jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key).tolist(),
              "source": source, "tokenizer": tokenizer, "config": str(config), "train": str(tcfg),
-             "penalty": getattr(penalty, "__name__", None), "dtype": str(V.float_dtype())}
+             "penalty": getattr(penalty, "__name__", None), "dtype": str(V.float_dtype()),
+             # the training tokens themselves, so a change in how a corpus is built never reuses a stale model
+             "tokens": hashlib.sha256(np.ascontiguousarray(data.sequences).tobytes()).hexdigest()[:16]}
     path = None if cache is None else Path(cache) / f"{sweep.config_hash(ident)}.safetensors"
     if path is not None and path.exists():
         params, _ = train.load(path)
