@@ -64,6 +64,14 @@ def test_every_experiment_runs_and_its_tables_have_the_expected_orderings(tmp_pa
     for r in spearman:
         assert -1.0 <= float(r["ci_low"]) <= float(r["spearman_rho"]) + 1e-9 <= float(r["ci_high"]) + 2e-9 <= 1.0 + 2e-9
 
+    # the by-layer and scatter figures can be redrawn from the tables alone
+    from isojax.experiments import trained_isotropy
+
+    for path in (out / "figures").glob("t6_*"):
+        path.unlink()
+    redrawn = trained_isotropy.replot(out)
+    assert len(redrawn) == 8 and all(p.exists() for p in redrawn)
+
     rows = _table(out, "intervention.csv")
     _floats(rows, "nmse"), _floats(rows, "isoscore_mean")
 

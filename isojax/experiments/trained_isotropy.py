@@ -3,6 +3,7 @@ relation to forecasting NMSE (Spearman ρ with a bootstrap 95% interval). The st
 
 from __future__ import annotations
 
+import json
 import zlib
 from pathlib import Path
 
@@ -24,6 +25,8 @@ CORE = ["gp:rbf_0.1", "gp:seasonality_24", "gp:white_1", "real:sunspots", "real:
 # (tokenizer, architecture): the columns of the by-layer figures
 VARIANTS = [("bins", "decoder"), ("bins", "encoder"), ("bins", "decoder-deep-wide"), ("digits", "decoder"),
             ("digits", "encoder"), ("digits", "decoder-deep-wide")]
+LABEL = {"decoder": "decoder", "encoder": "encoder", "decoder-deep-wide": "deep-wide dec.", "bins": "bin tokens",
+         "digits": "digit tokens"}
 PCA_SOURCES = ["gp:rbf_0.1", "gp:seasonality_24", "real:sunspots", "teacher"]
 
 
@@ -101,11 +104,20 @@ def run(out: Path, quick: bool = True, seed: int = 0, tiny: bool = False) -> lis
                      + [{"measure": m, "scope": "within dataset, mean", "spearman_rho": r, "ci_low": lo, "ci_high": hi,
                          "runs": len(summary), "datasets": n} for m, (r, lo, hi, n) in within.items()],
                      out / "results" / "trained_isotropy_spearman.csv", {"name": "trained_isotropy_spearman", "seed": seed})
-    paths = []
+    paths = by_layer_figures(summary, layers_rows, steps, out / "figures")
+    paths += pca_figure(pca, out / "figures")
+    paths += isotropy_vs_nmse_figure(summary, corr, within, out / "figures")
+    return paths
 
-    # (1-3) per-layer clustered cosine / best k / IsoScore by layer: rows = GP kernels and real series + teacher,
-    # columns = (tokenizer, architecture); one colour per dataset, its NMSE in each column in the legend
-    variants = [v for v in VARIANTS if any((s["tokenizer"], s["arch"]) == v for s in summary)]
+
+def _variants(summary: list[dict]) -> list[tuple[str, str]]:
+    return [v for v in VARIANTS if any((s["tokenizer"], s["arch"]) == v for s in summary)]
+
+
+def by_layer_figures(summary: list[dict], layers_rows: list[dict], steps: int, fig_dir: Path) -> list[Path]:
+    """Clustered cosine, best k and IsoScore by layer: rows = GP kernels | real series and teacher, columns =
+    (architecture, tokenizer); one colour per dataset with its NMSE in each column in the legend."""
+    paths, variants = [], _variants(summary)
     groups = [("GP kernels", [d for d in dict.fromkeys(s["data"] for s in summary) if d.startswith("gp:")]),
               ("real series and teacher", [d for d in dict.fromkeys(s["data"] for s in summary) if not d.startswith("gp:")])]
     groups = [g for g in groups if g[1]]
@@ -123,17 +135,21 @@ def run(out: Path, quick: bool = True, seed: int = 0, tiny: bool = False) -> lis
                     if vals:
                         ax.plot(range(len(vals)), vals, "o-", color=f"C{j % 10}", markersize=2)
                 ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-                ax.set_title(f"{arch}, {tok}" if row == 0 else "")
-                ax.set_xlabel("layer (0 = embeddings)" if row == len(groups) - 1 else "")
+                ax.set_title(f"{LABEL[arch]}\n{LABEL[tok]}" if row == 0 else "")
+                ax.set_xlabel("layer" if row == len(groups) - 1 else "")
                 ax.set_ylabel(f"{ylabel}\n{group}" if col == 0 else "")
             handles = [plt.Line2D([], [], color=f"C{j % 10}", marker="o", markersize=2) for j in range(len(sources))]
             labels = [short(d) + " (" + ", ".join(f"{by_run[f'{d}|{t}|{a}']['nmse']:.2f}" if f"{d}|{t}|{a}" in by_run
                                                    else "–" for t, a in variants) + ")" for d in sources]
             axes[row, -1].legend(handles, labels, frameon=False, fontsize=5, loc="upper left", bbox_to_anchor=(1.02, 1.0),
                                  title="data (NMSE by column)", title_fontsize=5)
-        paths += plots.save(fig, out / "figures", fname)
+        fig.suptitle(f"{ylabel} of each layer's hidden states (layer 0 = embeddings), {steps} training steps", fontsize=7)
+        paths += plots.save(fig, fig_dir, fname)
+    return paths
 
-    # (3) 3-D PCA grid per layer with the variance ratio
+
+def pca_figure(pca: dict, fig_dir: Path) -> list[Path]:
+    """3-D PCA of every layer's hidden states [n, L+1, T, d] of each source, with the top-3 variance ratios."""
     sources = list(pca)
     n_layers = next(iter(pca.values())).shape[1] if pca else 0
     fig = plots.figure(1, 1, width=plots.DOUBLE, height=1.6 * max(len(sources), 1))[0]
@@ -143,16 +159,19 @@ def run(out: Path, quick: bool = True, seed: int = 0, tiny: bool = False) -> lis
         for layer in range(n_layers):
             x = hidden[:, layer].reshape(-1, hidden.shape[-1])
             x = x - x.mean(0)
-            u, sv, vt = np.linalg.svd(x, full_matrices=False)
+            _, sv, vt = np.linalg.svd(x, full_matrices=False)
             ratio = sv[:3] ** 2 / np.sum(sv**2)
             proj = x @ vt[:3].T
             ax = fig.add_subplot(len(sources), n_layers, r * n_layers + layer + 1, projection="3d")
             ax.scatter(proj[::4, 0], proj[::4, 1], proj[::4, 2], s=0.5, alpha=0.5)
             ax.set_title(f"{source} L{layer}\nvar {ratio[0]:.2f}/{ratio[1]:.2f}/{ratio[2]:.2f}", fontsize=5)
             ax.set_xticks([]), ax.set_yticks([]), ax.set_zticks([])
-    paths += plots.save(fig, out / "figures", "t6_pca_grid")
+    return plots.save(fig, fig_dir, "t6_pca_grid")
 
-    # (4) isotropy against NMSE across all runs: colour = architecture, marker = tokenizer
+
+def isotropy_vs_nmse_figure(summary: list[dict], corr: dict, within: dict, fig_dir: Path) -> list[Path]:
+    """Last-layer isotropy against NMSE over all runs (colour = architecture, marker = tokenizer), with ρ."""
+    variants = _variants(summary)
     fig, axes = plots.figure(1, 2, width=plots.SINGLE * 1.8, height=2.3)
     archs = list(dict.fromkeys(a for _, a in variants))
     for ax, m in zip(axes[0], ("isoscore_last", "clustered_cosine_last")):
@@ -169,5 +188,20 @@ def run(out: Path, quick: bool = True, seed: int = 0, tiny: bool = False) -> lis
         ax.set_yscale("log")
     axes[0, 0].legend(frameon=False, fontsize=5)
     fig.suptitle(f"{len(summary)} runs; Spearman ρ with bootstrap 95% intervals", fontsize=7)
-    paths += plots.save(fig, out / "figures", "t6_isotropy_vs_nmse")
-    return paths
+    return plots.save(fig, fig_dir, "t6_isotropy_vs_nmse")
+
+
+def replot(out: Path) -> list[Path]:
+    """Redraw the by-layer and isotropy-vs-NMSE figures from the tables in out/results (no training)."""
+    out = Path(out)
+    num = lambda rows: [{k: (v if k in ("run", "data", "tokenizer", "arch", "measure", "scope") else float(v))
+                         for k, v in r.items()} for r in rows]
+    summary = num(sweep.read_table(out / "results" / "trained_isotropy_runs.csv"))
+    layers_rows = num(sweep.read_table(out / "results" / "trained_isotropy_layers.csv"))
+    steps = json.loads((out / "results" / "trained_isotropy_runs.csv.json").read_text())["config"]["steps"]
+    rho = num(sweep.read_table(out / "results" / "trained_isotropy_spearman.csv"))
+    corr = {r["measure"]: (r["spearman_rho"], r["ci_low"], r["ci_high"]) for r in rho if r["scope"] == "pooled over runs"}
+    within = {r["measure"]: (r["spearman_rho"], r["ci_low"], r["ci_high"], int(r["datasets"])) for r in rho
+              if r["scope"] != "pooled over runs"}
+    return (by_layer_figures(summary, layers_rows, int(steps), out / "figures")
+            + isotropy_vs_nmse_figure(summary, corr, within, out / "figures"))
