@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import platform
 import time
 
 import jax
+
+from isojax import sweep
 
 
 def best_time(fn, *args, repeats: int = 20, warmup: int = 2) -> float:
@@ -23,12 +23,7 @@ def best_time(fn, *args, repeats: int = 20, warmup: int = 2) -> float:
 
 def machine() -> str:
     """CPU model, core count, JAX backend and version, dtype."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    m = sweep.machine()
     dtype = "float64" if jax.config.jax_enable_x64 else "float32"
-    return (f"{cpu}, {os.cpu_count()} cores, jax {jax.__version__} on {jax.default_backend()} "
-            f"({jax.devices()[0].device_kind}), {dtype}")
+    return (f"{m['cpu']}, {m['cores']} cores, jax {m['jax']} on {jax.default_backend()} "
+            f"({m['devices'][0]}), {dtype}")

@@ -142,30 +142,13 @@ def _reproduce(args) -> int:
     return 0
 
 
-def _machine() -> dict:
-    """Where a timing was measured: CPU model and count, accelerator, library versions."""
-    import os
-    import platform
-
-    import jax
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "devices": [str(d.device_kind) for d in jax.devices()],
-            "jax": jax.__version__, "python": platform.python_version()}
-
-
 def _record_timing(path, mode: str, name: str, seconds: float, seed: int) -> None:
     """Merge one experiment's wall time into OUT/results/reproduce_timings.json ({mode: {name: entry}})."""
     from isojax import sweep
 
     table = json.loads(path.read_text()) if path.exists() else {}
     table.setdefault(mode, {})[name] = {"seconds": round(seconds, 1), "seed": seed,
-                                        "date": time.strftime("%Y-%m-%d %H:%M"), **_machine()}
+                                        "date": time.strftime("%Y-%m-%d %H:%M"), **sweep.machine()}
     path.parent.mkdir(parents=True, exist_ok=True)
     sweep.atomic_write(path, json.dumps(table, indent=2))
 

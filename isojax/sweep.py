@@ -71,6 +71,18 @@ def _versions() -> dict:
     return out
 
 
+def machine() -> dict:
+    """Where something was measured: CPU model, core count, device kinds, jax and Python versions."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "devices": [str(d.device_kind) for d in jax.devices()],
+            "jax": jax.__version__, "python": platform.python_version()}
+
+
 def atomic_write(path: Path, text: str) -> None:
     """Write text to path through a temporary file and a rename, so a reader never sees half a file."""
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
