@@ -14,7 +14,7 @@ from _common import machine
 from isojax import train
 from isojax import transformer as tf
 from isojax.data import corpus
-from isojax.experiments import _lm
+from isojax import lm as _lm
 
 
 def main() -> None:

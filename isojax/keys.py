@@ -20,9 +20,9 @@ def digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def name_to_int(name: str) -> int:
-    """A stable non-negative 31-bit integer for a name (CRC-32), for `jax.random.fold_in`."""
-    return zlib.crc32(name.encode()) % 2**31
+def name_to_int(name: str, modulus: int = 2**31) -> int:
+    """A stable integer in [0, modulus) for a name: its CRC-32 modulo `modulus`, for `jax.random.fold_in`."""
+    return zlib.crc32(name.encode()) % modulus
 
 
 def named_key(base: jax.Array, name: str) -> jax.Array:

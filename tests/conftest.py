@@ -1,5 +1,8 @@
 """Shared test settings: the suite runs once in float32 and once with JAX_ENABLE_X64=1 (see .ci/run)."""
 
+import os
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import pytest
@@ -23,3 +26,12 @@ def tol(f32: float, f64: float) -> float:
 
 def dtype():
     return jnp.float64 if X64 else jnp.float32
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def subprocess_env(**extra: str) -> dict:
+    """The environment for a test's subprocess: isojax importable from this checkout (installed or not)."""
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "PYTHONPATH": path, **extra}

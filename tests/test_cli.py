@@ -55,3 +55,16 @@ def test_reproduce_writes_figures_and_records_where_it_was_timed(tmp_path, capsy
     import json
     timing = json.loads((tmp_path / "results" / "reproduce_timings.json").read_text())["quick"]["shift_invariance"]
     assert timing["seconds"] > 0 and timing["cores"] >= 1 and timing["devices"] and timing["jax"]
+
+
+def test_version_and_help_with_defaults(capsys):
+    import isojax
+
+    with pytest.raises(SystemExit) as done:
+        cli.main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == f"isojax {isojax.__version__}"
+    parser = cli.build_parser()
+    for action in parser._subparsers._group_actions[0].choices.values():
+        for flag in action._actions:
+            if flag.option_strings and flag.dest != "help":
+                assert flag.help, f"{action.prog} {flag.option_strings} has no help text"

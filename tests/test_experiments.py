@@ -1,12 +1,18 @@
-"""Every experiment runs end to end at a tiny size; its tables are checked for columns, finite values and
-the orderings the theory predicts; the same seed gives the same table."""
+"""Every experiment script of experiments/ runs end to end at its tiny size; its tables are checked for
+columns, finite values and the orderings the theory predicts; every figure can be redrawn from the tables
+alone; the same seed gives the same table."""
 
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from isojax import experiments, sweep
+from isojax import experiment, sweep
+from tests.conftest import ROOT, subprocess_env
+
 
 
 def _table(out, name):
@@ -24,8 +30,8 @@ def _floats(rows, col):
 def test_every_experiment_runs_and_its_tables_have_the_expected_orderings(tmp_path):
     # one test, so that parallel workers never split the experiments from the checks on their tables
     out = tmp_path
-    for name in experiments.NAMES:
-        paths = experiments.get(name).run(out, quick=True, seed=0, tiny=True)
+    for name in experiment.names():
+        paths = experiment.run(name, out, "tiny", seed=0)
         assert paths and all(p.exists() and p.stat().st_size > 1000 for p in paths), name
         assert {p.suffix for p in paths} == {".png", ".pdf"}
 
@@ -51,7 +57,7 @@ def test_every_experiment_runs_and_its_tables_have_the_expected_orderings(tmp_pa
     rows = _table(out, "guarantee.csv")
     assert max(_floats(rows, "ratio")) <= 1.0  # T5a holds at every checkpoint
 
-    rows = _table(out, "fisher_spectrum_quick.csv")
+    rows = _table(out, "fisher_spectrum_quick.csv")  # tiny and quick share their sizes
     eig = np.array([[float(r[f"eig_{j}"]) for j in range(16)] for r in rows])
     assert np.all(np.diff(eig, axis=1) <= 1e-6)
 
@@ -64,13 +70,13 @@ def test_every_experiment_runs_and_its_tables_have_the_expected_orderings(tmp_pa
     for r in spearman:
         assert -1.0 <= float(r["ci_low"]) <= float(r["spearman_rho"]) + 1e-9 <= float(r["ci_high"]) + 2e-9 <= 1.0 + 2e-9
 
-    # the by-layer and scatter figures can be redrawn from the tables alone
-    from isojax.experiments import trained_isotropy
-
-    for path in (out / "figures").glob("t6_*"):
+    # every figure can be redrawn from the tables alone, and comes out the same
+    before = {p.name: p.read_bytes() for p in (out / "figures").glob("*.png")}
+    for path in (out / "figures").iterdir():
         path.unlink()
-    redrawn = trained_isotropy.replot(out)
-    assert len(redrawn) == 8 and all(p.exists() for p in redrawn)
+    for name in experiment.names():
+        experiment.run(name, out, "tiny", compute=False)
+    assert {p.name: p.read_bytes() for p in (out / "figures").glob("*.png")} == before
 
     rows = _table(out, "intervention.csv")
     _floats(rows, "nmse"), _floats(rows, "isoscore_mean")
@@ -79,7 +85,7 @@ def test_every_experiment_runs_and_its_tables_have_the_expected_orderings(tmp_pa
     first = (out / "results" / "intervention.csv").read_text()
     models = sorted((out / "results" / "models").glob("*.safetensors"))
     assert models
-    experiments.get("intervention").run(out, quick=True, seed=0, tiny=True)
+    experiment.run("intervention", out, "tiny", seed=0)
     assert (out / "results" / "intervention.csv").read_text() == first
     assert sorted((out / "results" / "models").glob("*.safetensors")) == models
 
@@ -90,24 +96,40 @@ def test_every_experiment_runs_and_its_tables_have_the_expected_orderings(tmp_pa
 
 def test_same_seed_same_table(tmp_path):
     for d in ("a", "b"):
-        experiments.get("measures_vs_knob").run(tmp_path / d, seed=3, tiny=True)
+        experiment.run("measures_vs_knob", tmp_path / d, "tiny", seed=3)
     a = (tmp_path / "a" / "results" / "measures_vs_knob_tiny.csv").read_text()
     assert a == (tmp_path / "b" / "results" / "measures_vs_knob_tiny.csv").read_text()
 
 
-def test_unknown_experiment():
+def test_unknown_experiment_and_size():
     with pytest.raises(ValueError, match="experiment must be one of"):
-        experiments.get("nope")
+        experiment.load("nope")
+    with pytest.raises(ValueError, match="size must be one of"):
+        experiment.run("shift_invariance", Path("unused"), "huge")
 
 
-def test_within_dataset_spearman_removes_the_dataset_confound():
-    from isojax.experiments import trained_isotropy as t6
+def test_every_script_has_sizes_compute_plot_and_a_docstring():
+    for name in experiment.names():
+        module = experiment.load(name)
+        assert module.__doc__ and set(module.SIZES) == set(experiment.SIZE_NAMES), name
+        for fn in (module.compute, module.plot):
+            assert fn.__doc__, f"{name}.{fn.__name__}"
 
-    # within each dataset the more isotropic run forecasts better (ρ = -1), but the easy dataset is the more
-    # isotropic one overall, so the pooled ρ is positive: only the within-dataset ρ sees the -1
-    rows = [{"data": d, "iso": base + i, "nmse": scale * (3 - i)} for d, base, scale in (("a", 0, 1.0), ("b", 10, 100.0))
-            for i in range(3)]
-    rho, lo, hi, n = t6.within_dataset_spearman(rows, "iso")
-    assert n == 2 and rho == lo == hi == -1.0
-    assert t6.spearman_bootstrap([r["iso"] for r in rows], [r["nmse"] for r in rows])[0] > 0
-    assert np.isnan(t6.within_dataset_spearman(rows[:3], "iso")[0])  # one dataset: no interval over datasets
+
+def test_script_runs_from_the_command_line(tmp_path):
+    script = ROOT / "experiments" / "shift_invariance.py"
+    env = subprocess_env()
+    done = subprocess.run([sys.executable, str(script), "--tiny", "--out", str(tmp_path)], capture_output=True,
+                          text=True, timeout=300, cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "figures" / "shift_invariance.png").exists()
+    (tmp_path / "figures" / "shift_invariance.png").unlink()
+    done = subprocess.run([sys.executable, str(script), "--plot-only", "--tiny", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0 and (tmp_path / "figures" / "shift_invariance.png").exists()
+
+
+def test_reproduce_outside_a_checkout_says_so(tmp_path, monkeypatch):
+    monkeypatch.setattr(experiment, "__file__", str(tmp_path / "site-packages" / "isojax" / "experiment.py"))
+    with pytest.raises(ValueError, match="checkout of the isojax repository"):
+        experiment.find_root(tmp_path)

@@ -10,9 +10,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from isojax import distributions, head, isotropy, plots, sweep, theory
+from isojax import distributions, experiment, head, isotropy, plots, sweep, theory
 
 SIGMA2 = 0.25  # row variance of the Gaussian heads
+D = 16  # dimension of the T4a heads
+KNOBS = [0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0]
+FAMILIES = ["cone", "spiked", "power_law", "mixture", "subspace"]  # T4b context families
+SIZES = {
+    "tiny": dict(replicates=1, vocabs=[256, 1024, 4096, 16384]),
+    "quick": dict(replicates=4, vocabs=[256, 1024, 4096, 16384]),
+    "full": dict(replicates=16, vocabs=[256, 1024, 4096, 16384, 65536]),
+}
 
 
 def _head_params(kind: str, knob, d: int, key):
@@ -51,23 +59,35 @@ def context_cell(key, family, vocab, d, knob, replicate=0):
     return {"eps_z": jnp.max(jnp.abs(log_z - log_z.mean())), "r2": r2}
 
 
-def run(out: Path, quick: bool = True, seed: int = 0, tiny: bool = False) -> list[Path]:
-    out = Path(out)
-    tag = "_tiny" if tiny else "_quick" if quick else ""
-    reps = 1 if tiny else 4 if quick else 16
-    d = 16
-    knobs = [0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0]
-    vocabs = [256, 1024, 4096, 16384] if quick else [256, 1024, 4096, 16384, 65536]
-    by_knob = sweep.run_sweep(head_cell, {"kind": ["cone", "spiked"], "vocab": [4096], "d": [d], "knob": knobs,
-                                          "replicate": list(range(reps))},
-                              out / "results" / f"partition_vs_knob{tag}.csv", seed=seed, name="partition_vs_knob")
-    by_vocab = sweep.run_sweep(head_cell, {"kind": ["cone"], "vocab": vocabs, "d": [d], "knob": [0.0, 0.5],
-                                           "replicate": list(range(reps))},
-                               out / "results" / f"partition_vs_vocab{tag}.csv", seed=seed, name="partition_vs_vocab")
-    families = ["cone", "spiked", "power_law", "mixture", "subspace"]
-    t4b = sweep.run_sweep(context_cell, {"family": families, "vocab": [512], "d": [32], "knob": knobs,
-                                         "replicate": list(range(reps))},
-                          out / "results" / f"t4b_contexts{tag}.csv", seed=seed, name="t4b_contexts")
+def _tables(out: Path, size: str) -> dict[str, Path]:
+    tag = experiment.tag(size)
+    return {name: Path(out) / "results" / f"{name}{tag}.csv" for name in ("partition_vs_knob", "partition_vs_vocab",
+                                                                          "t4b_contexts")}
+
+
+def compute(out: Path, size: str = "quick", seed: int = 0) -> list[Path]:
+    """Sweep tables partition_vs_knob (T4a against anisotropy), partition_vs_vocab (T4a against V) and
+    t4b_contexts (ε_Z and the affine-fit R² against the contexts' anisotropy)."""
+    cfg, tables = SIZES[size], _tables(out, size)
+    reps = list(range(cfg["replicates"]))
+    d = D  # the T4a heads' dimension
+    sweep.run_sweep(head_cell, {"kind": ["cone", "spiked"], "vocab": [4096], "d": [d], "knob": KNOBS, "replicate": reps},
+                    tables["partition_vs_knob"], seed=seed, name="partition_vs_knob")
+    sweep.run_sweep(head_cell, {"kind": ["cone"], "vocab": cfg["vocabs"], "d": [d], "knob": [0.0, 0.5], "replicate": reps},
+                    tables["partition_vs_vocab"], seed=seed, name="partition_vs_vocab")
+    sweep.run_sweep(context_cell, {"family": FAMILIES, "vocab": [512], "d": [32], "knob": KNOBS, "replicate": reps},
+                    tables["t4b_contexts"], seed=seed, name="t4b_contexts")
+    return list(tables.values())
+
+
+@plots.styled
+def plot(out: Path, size: str = "quick") -> list[Path]:
+    """Figure partition_function: I(Φ) against the closed form, the spread of log Z against V, and T4b."""
+    cfg, tables = SIZES[size], _tables(out, size)
+    by_knob = experiment.read_rows(tables["partition_vs_knob"])
+    by_vocab = experiment.read_rows(tables["partition_vs_vocab"])
+    t4b = experiment.read_rows(tables["t4b_contexts"])
+    d, knobs, vocabs, families = D, KNOBS, cfg["vocabs"], FAMILIES
 
     fig, axes = plots.figure(1, 3, width=plots.DOUBLE, height=2.3)
     ax = axes[0, 0]
@@ -121,3 +141,7 @@ def run(out: Path, quick: bool = True, seed: int = 0, tiny: bool = False) -> lis
     fig.legend(handles, [f"T4b contexts: {lab}" for lab in labels], loc="outside lower right", ncols=len(labels),
                frameon=False)
     return plots.save(fig, out / "figures", "partition_function")
+
+
+if __name__ == "__main__":
+    raise SystemExit(experiment.main(__file__))

@@ -4,18 +4,15 @@ relation to forecasting NMSE (Spearman ρ with a bootstrap 95% interval). The st
 from __future__ import annotations
 
 import json
-import zlib
 from pathlib import Path
 
 import jax
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import MaxNLocator
-from scipy import stats
 
-from isojax import plots, sweep
+from isojax import experiment, keys, lm, plots, stats, sweep
 from isojax.data import gp, real
-from isojax.experiments import _lm
 
 # the 10 GP kernels, the real sets and the teacher. fertility is left out: its 40 series of 54 yearly values
 # are shorter than one 64-token window of the bin tokenizer (one token per value)
@@ -30,83 +27,97 @@ LABEL = {"decoder": "decoder", "encoder": "encoder", "decoder-deep-wide": "deep-
 PCA_SOURCES = ["gp:rbf_0.1", "gp:seasonality_24", "real:sunspots", "teacher"]
 
 
-def plan(quick: bool = True, tiny: bool = False) -> tuple[list[tuple[str, str, str]], int]:
-    """The (source, tokenizer, arch) runs and the training steps of each."""
-    if tiny:
-        return [(d, t, a) for d in ("gp:rbf_0.1", "real:nile", "teacher") for t, a in (*VARIANTS[:2], VARIANTS[3])], 10
-    if quick:
-        return [(d, t, a) for t, a in VARIANTS[:4] for d in (DATASETS if (t, a) == VARIANTS[0] else CORE)], 100
-    return [(d, t, a) for t, a in VARIANTS for d in DATASETS], 400
+MEASURES = ("isoscore_last", "clustered_cosine_last", "isoscore_mean")
+# runs: which (dataset, tokenizer, architecture) triples train, and for how many steps
+SIZES = {
+    "tiny": dict(runs=[(d, t, a) for d in ("gp:rbf_0.1", "real:nile", "teacher") for t, a in (*VARIANTS[:2], VARIANTS[3])],
+                 steps=10),
+    # the first variant on every dataset, the next three on the six core datasets
+    "quick": dict(runs=[(d, t, a) for t, a in VARIANTS[:4] for d in (DATASETS if (t, a) == VARIANTS[0] else CORE)],
+                  steps=100),
+    "full": dict(runs=[(d, t, a) for t, a in VARIANTS for d in DATASETS], steps=400),
+}
 
 
 def short(source: str) -> str:
+    """A dataset's name without its source prefix (gp:rbf_0.1 -> rbf_0.1)."""
     return source.split(":", 1)[-1]
 
 
-def spearman_bootstrap(x, y, key_seed: int = 0, draws: int = 2000):
-    """Spearman ρ of (x, y) and a percentile bootstrap 95% interval over the pairs."""
-    x, y = np.asarray(x), np.asarray(y)
-    rho = stats.spearmanr(x, y).statistic
-    rng = np.random.default_rng(key_seed)
-    boots = []
-    for _ in range(draws):
-        idx = rng.integers(0, len(x), len(x))
-        if len(np.unique(x[idx])) > 1 and len(np.unique(y[idx])) > 1:
-            boots.append(stats.spearmanr(x[idx], y[idx]).statistic)
-    lo, hi = np.percentile(boots, [2.5, 97.5])
-    return float(rho), float(lo), float(hi)
+def _results(out: Path) -> Path:
+    return Path(out) / "results"
 
 
-def within_dataset_spearman(rows: list[dict], measure: str, key_seed: int = 0, draws: int = 2000):
-    """Mean over datasets (with ≥ 3 runs) of the Spearman ρ between `measure` and NMSE across that dataset's
-    runs, and a bootstrap 95% interval over datasets. NMSE differs by orders of magnitude between datasets, so
-    a pooled ρ mostly ranks datasets; this asks whether, on one dataset, the more isotropic model forecasts
-    better. -> (ρ, low, high, number of datasets), NaN where fewer than 2 datasets qualify."""
-    per = []
-    for d in dict.fromkeys(r["data"] for r in rows):
-        sel = [r for r in rows if r["data"] == d]
-        x, y = [r[measure] for r in sel], [r["nmse"] for r in sel]
-        if len(sel) >= 3 and len(set(x)) > 1 and len(set(y)) > 1:
-            per.append(stats.spearmanr(x, y).statistic)
-    if len(per) < 2:
-        return float("nan"), float("nan"), float("nan"), len(per)
-    per = np.asarray(per)
-    rng = np.random.default_rng(key_seed)
-    boots = [np.mean(per[rng.integers(0, len(per), len(per))]) for _ in range(draws)]
-    lo, hi = np.percentile(boots, [2.5, 97.5])
-    return float(np.mean(per)), float(lo), float(hi), len(per)
-
-
-def run(out: Path, quick: bool = True, seed: int = 0, tiny: bool = False) -> list[Path]:
-    out = Path(out)
-    runs, steps = plan(quick, tiny)
-    summary, layers_rows, pca = [], [], {}
+def compute(out: Path, size: str = "quick", seed: int = 0) -> list[Path]:
+    """Train every run of the plan (cached under out/results/models) and write the tables
+    trained_isotropy_runs (one row per run), trained_isotropy_layers (one row per run and layer),
+    trained_isotropy_spearman (isotropy against NMSE, pooled and within dataset) and trained_isotropy_pca
+    (3-D PCA of each layer for the first variant on a few datasets)."""
+    out, cfg = Path(out), SIZES[size]
+    runs, steps = cfg["runs"], cfg["steps"]
+    summary, layers_rows, pca_rows = [], [], []
     for source, tok, arch in runs:
         name = f"{source}|{tok}|{arch}"
-        # a key per run name (crc32: str hashes change between processes), so adding runs never moves others
-        key = jax.random.fold_in(jax.random.PRNGKey(seed), zlib.crc32(name.encode()) % 2**31)
-        res, per_layer, hidden = _lm.train_and_measure(key, source, tok, arch, steps, cache=out / "results" / "models")
+        # a key per run name, so adding runs never moves the others
+        key = keys.named_key(jax.random.PRNGKey(seed), name)
+        res, per_layer, hidden = lm.train_and_measure(key, source, tok, arch, steps, cache=_results(out) / "models")
         summary.append({"run": name, "data": source, "tokenizer": tok, "arch": arch, **res,
                         "clustered_cosine_last": per_layer[-1]["clustered_cosine"], "isoscore_last": per_layer[-1]["isoscore"],
                         "isoscore_mean": float(np.mean([p["isoscore"] for p in per_layer[1:]]))})
         layers_rows += [{"run": name, **p} for p in per_layer]
         if (tok, arch) == VARIANTS[0] and source in PCA_SOURCES:
-            pca[source] = hidden
+            pca_rows += _pca_rows(source, hidden)
         print(f"  {name}: NMSE {res['nmse']:.3f}, last-layer IsoScore {per_layer[-1]['isoscore']:.3f}", flush=True)
-    sweep.save_table(summary, out / "results" / "trained_isotropy_runs.csv", {"name": "trained_isotropy", "seed": seed, "steps": steps})
-    sweep.save_table(layers_rows, out / "results" / "trained_isotropy_layers.csv", {"name": "trained_isotropy_layers", "seed": seed})
+    results = _results(out)
+    tables = [sweep.save_table(summary, results / "trained_isotropy_runs.csv",
+                               {"name": "trained_isotropy", "seed": seed, "steps": steps}),
+              sweep.save_table(layers_rows, results / "trained_isotropy_layers.csv",
+                               {"name": "trained_isotropy_layers", "seed": seed}),
+              sweep.save_table(pca_rows, results / "trained_isotropy_pca.csv", {"name": "trained_isotropy_pca", "seed": seed})]
     nmse = [s["nmse"] for s in summary]
-    measures = ("isoscore_last", "clustered_cosine_last", "isoscore_mean")
-    corr = {m: spearman_bootstrap([s[m] for s in summary], nmse, seed) for m in measures}
-    within = {m: within_dataset_spearman(summary, m, seed) for m in measures}
-    sweep.save_table([{"measure": m, "scope": "pooled over runs", "spearman_rho": r, "ci_low": lo, "ci_high": hi,
-                       "runs": len(summary), "datasets": len({s["data"] for s in summary})} for m, (r, lo, hi) in corr.items()]
-                     + [{"measure": m, "scope": "within dataset, mean", "spearman_rho": r, "ci_low": lo, "ci_high": hi,
-                         "runs": len(summary), "datasets": n} for m, (r, lo, hi, n) in within.items()],
-                     out / "results" / "trained_isotropy_spearman.csv", {"name": "trained_isotropy_spearman", "seed": seed})
-    paths = by_layer_figures(summary, layers_rows, steps, out / "figures")
-    paths += pca_figure(pca, out / "figures")
-    paths += isotropy_vs_nmse_figure(summary, corr, within, out / "figures")
+    corr = {m: stats.spearman_bootstrap([s[m] for s in summary], nmse, seed) for m in MEASURES}
+    within = {m: stats.within_group_spearman(summary, m, "nmse", "data", seed) for m in MEASURES}
+    tables.append(sweep.save_table(
+        [{"measure": m, "scope": "pooled over runs", "spearman_rho": r, "ci_low": lo, "ci_high": hi,
+          "runs": len(summary), "datasets": len({s["data"] for s in summary})} for m, (r, lo, hi) in corr.items()]
+        + [{"measure": m, "scope": "within dataset, mean", "spearman_rho": r, "ci_low": lo, "ci_high": hi,
+            "runs": len(summary), "datasets": n} for m, (r, lo, hi, n) in within.items()],
+        results / "trained_isotropy_spearman.csv", {"name": "trained_isotropy_spearman", "seed": seed}))
+    return tables
+
+
+def _pca_rows(source: str, hidden: np.ndarray) -> list[dict]:
+    """Every 4th point of each layer's hidden states [n, L+1, T, d] on its top 3 principal components, with
+    the variance ratio of each component."""
+    rows = []
+    for layer in range(hidden.shape[1]):
+        x = hidden[:, layer].reshape(-1, hidden.shape[-1])
+        x = x - x.mean(0)
+        _, sv, vt = np.linalg.svd(x, full_matrices=False)
+        ratio = sv[:3] ** 2 / np.sum(sv**2)
+        proj = x @ vt[:3].T
+        rows += [{"data": source, "layer": layer, "point": i, "pc1": float(p[0]), "pc2": float(p[1]),
+                  "pc3": float(p[2]), "var1": float(ratio[0]), "var2": float(ratio[1]), "var3": float(ratio[2])}
+                 for i, p in enumerate(proj[::4])]
+    return rows
+
+
+@plots.styled
+def plot(out: Path, size: str = "quick") -> list[Path]:
+    """Figures t6_{clustered_cosine,best_k,isoscore}_by_layer, t6_pca_grid and t6_isotropy_vs_nmse, from the
+    tables alone."""
+    results = _results(out)
+    summary = experiment.read_rows(results / "trained_isotropy_runs.csv")
+    layers_rows = experiment.read_rows(results / "trained_isotropy_layers.csv")
+    steps = json.loads((results / "trained_isotropy_runs.csv.json").read_text())["config"]["steps"]
+    rho = experiment.read_rows(results / "trained_isotropy_spearman.csv")
+    corr = {r["measure"]: (r["spearman_rho"], r["ci_low"], r["ci_high"]) for r in rho if r["scope"] == "pooled over runs"}
+    within = {r["measure"]: (r["spearman_rho"], r["ci_low"], r["ci_high"], int(r["datasets"])) for r in rho
+              if r["scope"] != "pooled over runs"}
+    fig_dir = Path(out) / "figures"
+    paths = by_layer_figures(summary, layers_rows, int(steps), fig_dir)
+    paths += pca_figure(experiment.read_rows(results / "trained_isotropy_pca.csv"), fig_dir)
+    paths += isotropy_vs_nmse_figure(summary, corr, within, fig_dir)
     return paths
 
 
@@ -148,22 +159,19 @@ def by_layer_figures(summary: list[dict], layers_rows: list[dict], steps: int, f
     return paths
 
 
-def pca_figure(pca: dict, fig_dir: Path) -> list[Path]:
-    """3-D PCA of every layer's hidden states [n, L+1, T, d] of each source, with the top-3 variance ratios."""
-    sources = list(pca)
-    n_layers = next(iter(pca.values())).shape[1] if pca else 0
+def pca_figure(rows: list[dict], fig_dir: Path) -> list[Path]:
+    """3-D PCA scatter of every layer of each dataset (rows of the trained_isotropy_pca table)."""
+    sources = list(dict.fromkeys(r["data"] for r in rows))
+    n_layers = max(r["layer"] for r in rows) + 1 if rows else 0
     fig = plots.figure(1, 1, width=plots.DOUBLE, height=1.6 * max(len(sources), 1))[0]
     fig.clf()
     for r, source in enumerate(sources):
-        hidden = pca[source]
         for layer in range(n_layers):
-            x = hidden[:, layer].reshape(-1, hidden.shape[-1])
-            x = x - x.mean(0)
-            _, sv, vt = np.linalg.svd(x, full_matrices=False)
-            ratio = sv[:3] ** 2 / np.sum(sv**2)
-            proj = x @ vt[:3].T
+            sel = [p for p in rows if p["data"] == source and p["layer"] == layer]
+            proj = np.array([[p["pc1"], p["pc2"], p["pc3"]] for p in sel])
+            ratio = [sel[0]["var1"], sel[0]["var2"], sel[0]["var3"]]
             ax = fig.add_subplot(len(sources), n_layers, r * n_layers + layer + 1, projection="3d")
-            ax.scatter(proj[::4, 0], proj[::4, 1], proj[::4, 2], s=0.5, alpha=0.5)
+            ax.scatter(proj[:, 0], proj[:, 1], proj[:, 2], s=0.5, alpha=0.5)
             ax.set_title(f"{source} L{layer}\nvar {ratio[0]:.2f}/{ratio[1]:.2f}/{ratio[2]:.2f}", fontsize=5)
             ax.set_xticks([]), ax.set_yticks([]), ax.set_zticks([])
     return plots.save(fig, fig_dir, "t6_pca_grid")
@@ -191,17 +199,5 @@ def isotropy_vs_nmse_figure(summary: list[dict], corr: dict, within: dict, fig_d
     return plots.save(fig, fig_dir, "t6_isotropy_vs_nmse")
 
 
-def replot(out: Path) -> list[Path]:
-    """Redraw the by-layer and isotropy-vs-NMSE figures from the tables in out/results (no training)."""
-    out = Path(out)
-    num = lambda rows: [{k: (v if k in ("run", "data", "tokenizer", "arch", "measure", "scope") else float(v))
-                         for k, v in r.items()} for r in rows]
-    summary = num(sweep.read_table(out / "results" / "trained_isotropy_runs.csv"))
-    layers_rows = num(sweep.read_table(out / "results" / "trained_isotropy_layers.csv"))
-    steps = json.loads((out / "results" / "trained_isotropy_runs.csv.json").read_text())["config"]["steps"]
-    rho = num(sweep.read_table(out / "results" / "trained_isotropy_spearman.csv"))
-    corr = {r["measure"]: (r["spearman_rho"], r["ci_low"], r["ci_high"]) for r in rho if r["scope"] == "pooled over runs"}
-    within = {r["measure"]: (r["spearman_rho"], r["ci_low"], r["ci_high"], int(r["datasets"])) for r in rho
-              if r["scope"] != "pooled over runs"}
-    return (by_layer_figures(summary, layers_rows, int(steps), out / "figures")
-            + isotropy_vs_nmse_figure(summary, corr, within, out / "figures"))
+if __name__ == "__main__":
+    raise SystemExit(experiment.main(__file__))

@@ -7,7 +7,10 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
-from isojax import head, plots, sweep, theory
+from isojax import experiment, head, plots, sweep, theory
+
+# one size: the figure is cheap at full resolution
+SIZES = {size: dict(vocab=64, dim=8, shifts=29, norms=17) for size in experiment.SIZE_NAMES}
 
 
 def _np_log_softmax(z):
@@ -15,11 +18,13 @@ def _np_log_softmax(z):
     return z - np.log(np.exp(z).sum())
 
 
-def run(out: Path, quick: bool = True, seed: int = 0, tiny: bool = False) -> list[Path]:
-    out = Path(out)
+def compute(out: Path, size: str = "quick", seed: int = 0) -> list[Path]:
+    """Tables shift_invariance.csv (log-softmax error against a float64 reference for each shift) and
+    shift_invariance_kl.csv (KL along null(Φ_c) and along random directions for each ‖λ‖)."""
+    out, cfg = Path(out), SIZES[size]
     rng = np.random.default_rng(seed)
-    vocab, dim = 64, 8
-    shifts = np.logspace(-3, 4, 29)
+    vocab, dim = cfg["vocab"], cfg["dim"]
+    shifts = np.logspace(-3, 4, cfg["shifts"])
     phi = jnp.asarray(rng.normal(size=(vocab, dim)), jnp.float32)
     h = jnp.asarray(rng.normal(size=dim) / np.sqrt(dim), jnp.float32)
     b = jnp.asarray(rng.uniform(-1000, 1000, size=vocab), jnp.float32)
@@ -35,26 +40,40 @@ def run(out: Path, quick: bool = True, seed: int = 0, tiny: bool = False) -> lis
                      "naive_float32": float(np.max(np.abs(naive - ref))) if np.all(np.isfinite(naive)) else float("inf"),
                      "stable_float64": float(np.max(np.abs(f64 - ref))),
                      "eps32_scale": float(np.finfo(np.float32).eps * (a + np.abs(z64).max()))})
-    sweep.save_table(rows, out / "results" / "shift_invariance.csv", {"name": "shift_invariance", "seed": seed})
+    tables = [sweep.save_table(rows, out / "results" / "shift_invariance.csv", {"name": "shift_invariance", "seed": seed})]
 
     # T1b: KL(p(h) ‖ p(h+λ)) along null(Φ_c) and along random directions, as |λ| grows
     low = rng.normal(size=(vocab, 3)) @ rng.normal(size=(3, dim))
     phi_b = jnp.asarray(low + 2.0 * rng.normal(size=dim), jnp.float32)  # Φ_c has rank 3 < d
     _, _, vt = np.linalg.svd(np.asarray(head.centred_head(phi_b), np.float64))
     null = vt[3:]
-    sizes = np.logspace(-2, 2, 17)
-    kl_null, kl_rand = [], []
     lp = head.log_probs(phi_b, h)
-    for size in sizes:
-        lam_null = jnp.asarray(size * null[0], jnp.float32)
+    kl_rows = []
+    for norm in np.logspace(-2, 2, cfg["norms"]):
+        lam_null = jnp.asarray(norm * null[0], jnp.float32)
         rand = rng.normal(size=dim)
-        lam_rand = jnp.asarray(size * rand / np.linalg.norm(rand), jnp.float32)
-        kl_null.append(float(head.kl_divergence(lp, head.log_probs(phi_b, h + lam_null))))
-        kl_rand.append(float(head.kl_divergence(lp, head.log_probs(phi_b, h + lam_rand))))
+        lam_rand = jnp.asarray(norm * rand / np.linalg.norm(rand), jnp.float32)
+        kl_rows.append({"norm": float(norm),
+                        "kl_null": float(head.kl_divergence(lp, head.log_probs(phi_b, h + lam_null))),
+                        "kl_random": float(head.kl_divergence(lp, head.log_probs(phi_b, h + lam_rand)))})
+    tables.append(sweep.save_table(kl_rows, out / "results" / "shift_invariance_kl.csv",
+                                   {"name": "shift_invariance_kl", "seed": seed}))
+    return tables
+
+
+@plots.styled
+def plot(out: Path, size: str = "quick") -> list[Path]:
+    """Figure shift_invariance: T1a error against the shift, T1b KL against ‖λ‖."""
+    out = Path(out)
+    rows = experiment.read_rows(out / "results" / "shift_invariance.csv")
+    kl = experiment.read_rows(out / "results" / "shift_invariance_kl.csv")
+    table = {k: np.array([r[k] for r in rows]) for k in rows[0]}
+    shifts = table["shift"]
+    sizes = np.array([r["norm"] for r in kl])
+    kl_null, kl_rand = [r["kl_null"] for r in kl], [r["kl_random"] for r in kl]
 
     fig, axes = plots.figure(1, 2, width=plots.DOUBLE * 0.8, height=2.3)
     ax = axes[0, 0]
-    table = {k: np.array([r[k] for r in rows]) for k in rows[0]}
     naive = np.where(np.isfinite(table["naive_float32"]), table["naive_float32"], np.nan)
     ax.loglog(shifts, np.maximum(table["stable_float32"], 1e-18), "o-", label="isojax log_softmax, float32")
     ax.loglog(shifts, np.maximum(table["stable_float64"], 1e-18), "s-", label="stable, float64 (numpy; 0 drawn at 1e-18)")
@@ -77,3 +96,7 @@ def run(out: Path, quick: bool = True, seed: int = 0, tiny: bool = False) -> lis
     ax.set_title("T1b: next-token training cannot see null(Φ_c)")
     ax.legend(frameon=False)
     return plots.save(fig, out / "figures", "shift_invariance")
+
+
+if __name__ == "__main__":
+    raise SystemExit(experiment.main(__file__))

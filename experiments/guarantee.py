@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from isojax import head, plots, sweep, train
+from isojax import experiment, head, plots, sweep, train
 from isojax import transformer as tf
 from isojax.data import teacher as T
 
@@ -35,16 +35,26 @@ def evaluate(params, config, t: T.Teacher, seqs):
         np.asarray(y).ravel(), np.asarray(y_hat).ravel()
 
 
-def run(out: Path, quick: bool = True, seed: int = 0, tiny: bool = False) -> list[Path]:
-    out = Path(out)
-    vocab, steps = 24, (30 if tiny else 300 if quick else 2000)
+SIZES = {
+    "tiny": dict(steps=30, sequences=256),
+    "quick": dict(steps=300, sequences=2048),
+    "full": dict(steps=2000, sequences=8192),
+}
+VOCAB = 24
+
+
+def compute(out: Path, size: str = "quick", seed: int = 0) -> list[Path]:
+    """Tables guarantee.csv (ε, the forecast MSE and the 2B²ε bound at every checkpoint of LMs trained on three
+    teachers) and guarantee_probe.csv (T5b: a ridge probe on h against the LM's own forecast)."""
+    out, cfg = Path(out), SIZES[size]
+    vocab, steps = VOCAB, cfg["steps"]
     checkpoints = tuple(sorted({5, 10, 20, 40, 80, 160, steps} | set(range(0, steps + 1, max(steps // 4, 1))) - {0}))
     config = tf.Config(vocab=vocab, d_model=48, heads=4, layers=2, mlp=96, max_len=32)
     rows, probes = [], []
     for i, (family, knob, label) in enumerate(TEACHERS):
         key = jax.random.fold_in(jax.random.PRNGKey(seed), i)
         t = T.make_teacher(key, vocab=vocab, dim=16, order=2, family=family, knob=knob)
-        seqs = T.sample_sequences(jax.random.fold_in(key, 1), t, 256 if tiny else 2048 if quick else 8192, 32)
+        seqs = T.sample_sequences(jax.random.fold_in(key, 1), t, cfg["sequences"], 32)
         test = T.sample_sequences(jax.random.fold_in(key, 2), t, 128, 32)
         _, _, saved = train.train(jax.random.fold_in(key, 3), config, seqs, train.TrainConfig(steps=steps, lr=3e-3),
                                   progress=False, checkpoints=checkpoints)
@@ -59,9 +69,16 @@ def run(out: Path, quick: bool = True, seed: int = 0, tiny: bool = False) -> lis
         probe_mse = float(np.mean((design[half:] @ coef - y[half:]) ** 2))
         probes.append({"teacher": label, "probe_mse": probe_mse, "lm_mse": float(np.mean((y_hat[half:] - y[half:]) ** 2)),
                        "t5a_bound": 2 * rows[-1]["excess_ce"], "var_y": float(np.var(y[half:]))})
-    sweep.save_table(rows, out / "results" / "guarantee.csv", {"name": "guarantee", "seed": seed, "steps": steps})
-    sweep.save_table(probes, out / "results" / "guarantee_probe.csv", {"name": "guarantee_probe", "seed": seed})
+    return [sweep.save_table(rows, out / "results" / "guarantee.csv", {"name": "guarantee", "seed": seed, "steps": steps}),
+            sweep.save_table(probes, out / "results" / "guarantee_probe.csv", {"name": "guarantee_probe", "seed": seed})]
 
+
+@plots.styled
+def plot(out: Path, size: str = "quick") -> list[Path]:
+    """Figure guarantee: error against ε under the bound (T5a), and the probe against the LM (T5b)."""
+    out, vocab = Path(out), VOCAB
+    rows = experiment.read_rows(out / "results" / "guarantee.csv")
+    probes = experiment.read_rows(out / "results" / "guarantee_probe.csv")
     fig, axes = plots.figure(1, 2, width=plots.DOUBLE * 0.8, height=2.4)
     ax = axes[0, 0]
     for i, (_, _, label) in enumerate(TEACHERS):
@@ -83,3 +100,7 @@ def run(out: Path, quick: bool = True, seed: int = 0, tiny: bool = False) -> lis
     ax.set_title("T5b: linear readout of h vs the LM's forecast")
     ax.legend(frameon=False)
     return plots.save(fig, out / "figures", "guarantee")
+
+
+if __name__ == "__main__":
+    raise SystemExit(experiment.main(__file__))

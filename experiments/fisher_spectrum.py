@@ -8,7 +8,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from isojax import distributions, head, plots, sweep
+from isojax import distributions, experiment, head, plots, sweep
+
+# one size: a few seconds at full resolution
+SIZES = {size: dict(vocab=256, d=16, knobs=[0.0, 0.5, 1.0, 2.0, 4.0]) for size in experiment.SIZE_NAMES}
 
 
 def cell(key, family, vocab, d, knob):
@@ -23,13 +26,25 @@ def cell(key, family, vocab, d, knob):
     return {"eig": eig.mean(axis=0)}
 
 
-def run(out: Path, quick: bool = True, seed: int = 0, tiny: bool = False) -> list[Path]:
-    out = Path(out)
-    d, vocab = 16, 256
-    knobs = [0.0, 0.5, 1.0, 2.0, 4.0]
-    rows = sweep.run_sweep(cell, {"family": ["cone", "spiked"], "vocab": [vocab], "d": [d], "knob": knobs},
-                           out / "results" / f"fisher_spectrum{'_quick' if quick else ''}.csv", seed=seed,
-                           name="fisher_spectrum", per_device=5)
+def _table(out: Path, size: str) -> Path:
+    # quick and tiny share one table: the sizes are the same
+    return Path(out) / "results" / f"fisher_spectrum{'' if size == 'full' else '_quick'}.csv"
+
+
+def compute(out: Path, size: str = "quick", seed: int = 0) -> list[Path]:
+    """Sweep table fisher_spectrum: the mean spectrum of F for cone and spiked heads at every knob."""
+    cfg = SIZES[size]
+    sweep.run_sweep(cell, {"family": ["cone", "spiked"], "vocab": [cfg["vocab"]], "d": [cfg["d"]], "knob": cfg["knobs"]},
+                    _table(out, size), seed=seed, name="fisher_spectrum", per_device=5)
+    return [_table(out, size)]
+
+
+@plots.styled
+def plot(out: Path, size: str = "quick") -> list[Path]:
+    """Figure fisher_spectrum: eigenvalues of F by index, one line per knob, cone and spiked heads."""
+    cfg = SIZES[size]
+    d, vocab = cfg["d"], cfg["vocab"]
+    rows = experiment.read_rows(_table(out, size))
     fig, axes = plots.figure(1, 2, width=plots.SINGLE * 1.6, height=2.0)
     for ax, family in zip(axes[0], ("cone", "spiked")):
         for i, r in enumerate(r for r in rows if r["family"] == family):
@@ -39,4 +54,8 @@ def run(out: Path, quick: bool = True, seed: int = 0, tiny: bool = False) -> lis
         ax.set_ylabel("eigenvalue of F(h)")
         ax.set_title(f"{family} head, unit-norm rows ×3 (V = {vocab}, d = {d})")
     axes[0, 0].legend(frameon=False)
-    return plots.save(fig, out / "figures", "fisher_spectrum")
+    return plots.save(fig, Path(out) / "figures", "fisher_spectrum")
+
+
+if __name__ == "__main__":
+    raise SystemExit(experiment.main(__file__))

@@ -3,6 +3,7 @@ next to the same measures on ordinary English sentences (statsmodels' dataset de
 
 from __future__ import annotations
 
+import json
 import re
 import warnings
 from pathlib import Path
@@ -11,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from isojax import isotropy, plots, pretrained, sweep
+from isojax import experiment, isotropy, plots, pretrained, sweep
 from isojax import transformer as tf
 from isojax.data import real, tokens
 
@@ -42,6 +43,7 @@ def numeric_strings(limit: int, values_per_string: int = 24) -> list[str]:
 
 
 def layer_measures(texts, params, config, key):
+    """Per-layer measures of MiniLM's hidden states over every real token of `texts` (at most 2,000 tokens)."""
     ids, mask = pretrained.encode(texts, max_len=128)
     hidden = jax.jit(jax.vmap(lambda t, m: tf.forward(params, t, config, key_mask=m)[0]))(jnp.asarray(ids), jnp.asarray(mask))
     hidden = np.moveaxis(np.asarray(hidden), 1, 0)[:, mask]  # [L+1, tokens, d]
@@ -57,17 +59,29 @@ def layer_measures(texts, params, config, key):
     return rows
 
 
-def run(out: Path, quick: bool = True, seed: int = 0, tiny: bool = False) -> list[Path]:
-    out = Path(out)
+SIZES = {"tiny": dict(texts=8), "quick": dict(texts=48), "full": dict(texts=400)}
+
+
+def compute(out: Path, size: str = "quick", seed: int = 0) -> list[Path]:
+    """Table minilm_isotropy: per-layer measures on numeric strings and on English sentences (the LM head's
+    partition isotropy in the sidecar)."""
+    out, limit = Path(out), SIZES[size]["texts"]
     params, config = pretrained.load_minilm()
-    limit = 8 if tiny else 48 if quick else 400
     key = jax.random.PRNGKey(seed)
     rows = []
     for kind, texts in (("numeric strings", numeric_strings(limit)), ("English sentences", english_sentences(limit))):
         rows += [{"text": kind, **r} for r in layer_measures(texts, params, config, key)]
     head_iso = float(isotropy.partition_isotropy(params.lm_head))
-    sweep.save_table(rows, out / "results" / "minilm_isotropy.csv", {"name": "minilm_isotropy", "seed": seed,
-                                                                        "head_partition_isotropy": head_iso})
+    return [sweep.save_table(rows, out / "results" / "minilm_isotropy.csv",
+                             {"name": "minilm_isotropy", "seed": seed, "head_partition_isotropy": head_iso})]
+
+
+@plots.styled
+def plot(out: Path, size: str = "quick") -> list[Path]:
+    """Figure minilm_isotropy: IsoScore, clustered cosine and raw mean cosine by layer, numbers vs English."""
+    table = Path(out) / "results" / "minilm_isotropy.csv"
+    rows = experiment.read_rows(table)
+    head_iso = json.loads(table.with_name(table.name + ".json").read_text())["config"]["head_partition_isotropy"]
     fig, axes = plots.figure(1, 3, width=plots.DOUBLE, height=2.1)
     for ax, (col, label) in zip(axes[0], (("isoscore", "IsoScore"), ("clustered_cosine", "clustered cosine"),
                                           ("cosine", "mean cosine (raw)"))):
@@ -78,4 +92,8 @@ def run(out: Path, quick: bool = True, seed: int = 0, tiny: bool = False) -> lis
         ax.set_ylabel(label)
     axes[0, 0].legend(frameon=False)
     fig.suptitle(f"all-MiniLM-L6-v2 hidden states (LM head I(Φ) = {head_iso:.2g})")
-    return plots.save(fig, out / "figures", "minilm_isotropy")
+    return plots.save(fig, Path(out) / "figures", "minilm_isotropy")
+
+
+if __name__ == "__main__":
+    raise SystemExit(experiment.main(__file__))

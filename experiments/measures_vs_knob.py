@@ -7,7 +7,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from isojax import distributions, isotropy, plots, sweep
+from isojax import distributions, experiment, isotropy, plots, sweep
 
 MEASURES = [
     ("isoscore", "IsoScore"),
@@ -22,6 +22,7 @@ MEASURES = [
 
 
 def cell(key, family, n, d, knob, replicate=0):
+    """Every isotropy measure of one cloud from `family` at `knob` (partition isotropy of the unit-scaled cloud)."""
     k1, k2 = jax.random.split(key)
     x = distributions.sample(family, k1, n, d, knob)
     # partition isotropy depends on scale: measure clouds scaled to unit mean squared norm
@@ -31,17 +32,35 @@ def cell(key, family, n, d, knob, replicate=0):
     return out
 
 
-def run(out: Path, quick: bool = True, seed: int = 0, tiny: bool = False) -> list[Path]:
-    out = Path(out)
-    n, d, reps = (120, 16, 1) if tiny else (500, 64, 2) if quick else (2000, 768, 5)
-    knobs = [0.0, 1.0, 3.0] if tiny else [0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0]
-    families = ["cone", "mixture"] if tiny else sorted(distributions.FAMILIES)
-    grid = {"family": families, "n": [n], "d": [d], "knob": knobs, "replicate": list(range(reps))}
-    rows = sweep.run_sweep(cell, grid, out / "results" / f"measures_vs_knob{'_tiny' if tiny else '_quick' if quick else ''}.csv",
-                           seed=seed, name="measures_vs_knob", per_device=7)
+SIZES = {
+    "tiny": dict(n=120, d=16, replicates=1, knobs=[0.0, 1.0, 3.0], families=["cone", "mixture"]),
+    "quick": dict(n=500, d=64, replicates=2, knobs=[0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0], families=sorted(distributions.FAMILIES)),
+    "full": dict(n=2000, d=768, replicates=5, knobs=[0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0], families=sorted(distributions.FAMILIES)),
+}
+
+
+def _table(out: Path, size: str) -> Path:
+    return Path(out) / "results" / f"measures_vs_knob{experiment.tag(size)}.csv"
+
+
+def compute(out: Path, size: str = "quick", seed: int = 0) -> list[Path]:
+    """Sweep table measures_vs_knob: every measure of every family at every knob, several seeds."""
+    cfg = SIZES[size]
+    grid = {"family": cfg["families"], "n": [cfg["n"]], "d": [cfg["d"]], "knob": cfg["knobs"],
+            "replicate": list(range(cfg["replicates"]))}
+    sweep.run_sweep(cell, grid, _table(out, size), seed=seed, name="measures_vs_knob", per_device=7)
+    return [_table(out, size)]
+
+
+@plots.styled
+def plot(out: Path, size: str = "quick") -> list[Path]:
+    """Figure measures_vs_knob: one panel per measure, one line per family (mean over seeds)."""
+    cfg = SIZES[size]
+    n, d, reps, knobs = cfg["n"], cfg["d"], cfg["replicates"], cfg["knobs"]
+    rows = experiment.read_rows(_table(out, size))
     fig, axes = plots.figure(2, 4, width=plots.DOUBLE, height=3.6)
     for ax, (col, label) in zip(axes.ravel(), MEASURES):
-        for family in grid["family"]:
+        for family in cfg["families"]:
             sel = [r for r in rows if r["family"] == family]
             ks = np.array([float(r["knob"]) for r in sel])
             vs = np.array([float(r[col]) for r in sel])
@@ -52,4 +71,8 @@ def run(out: Path, quick: bool = True, seed: int = 0, tiny: bool = False) -> lis
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), frameon=False)
     fig.suptitle(f"Isotropy measures on synthetic clouds (n = {n}, d = {d}, mean of {reps} seeds)")
-    return plots.save(fig, out / "figures", "measures_vs_knob")
+    return plots.save(fig, Path(out) / "figures", "measures_vs_knob")
+
+
+if __name__ == "__main__":
+    raise SystemExit(experiment.main(__file__))
