@@ -217,14 +217,18 @@ def variance_share(y, factors: dict, base: dict | None = None) -> float:
     return float((r_full - r_base) / (1.0 - r_base)) if r_base < 1.0 else float("nan")
 
 
-def minimum_detectable_effect(se: float, alpha: float = 0.05, power: float = 0.8) -> float:
-    """The smallest |slope| a two-sided level-alpha test detects with the given power, in the normal
-    approximation, from the slope's standard error: (z_{1−α/2} + z_power)·se (2.80·se at 0.05 and 0.8)."""
+def minimum_detectable_effect(se: float, alpha: float = 0.05, power: float = 0.8, df: float | None = None) -> float:
+    """The smallest |effect| a two-sided level-alpha test detects with the given power, from the estimate's
+    standard error: (z_{1−α/2} + z_power)·se (2.80·se at 0.05 and 0.8), or with t quantiles on df degrees of
+    freedom, (t_{1−α/2, df} + t_{power, df})·se, for small samples (3.7·se at df = 4)."""
     if not (np.isfinite(se) and se > 0):
         raise ValueError(f"se must be finite and positive, got {se!r}")
     if not (0 < alpha < 1 and 0 < power < 1):
         raise ValueError(f"alpha and power must lie in (0, 1), got {alpha!r} and {power!r}")
-    return float((stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)) * se)
+    if df is not None and not df > 0:
+        raise ValueError(f"df must be positive, got {df!r}")
+    dist = stats.norm if df is None else stats.t(df)
+    return float((dist.ppf(1 - alpha / 2) + dist.ppf(power)) * se)
 
 
 def simulated_power(x, factors: dict, slope: float, resid_sd: float, alpha: float = 0.05, draws: int = 2000,

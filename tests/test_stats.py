@@ -168,3 +168,13 @@ def test_minimum_detectable_effect_has_the_stated_power_by_simulation():
     assert stats.simulated_power(x, factors, mde / 2, res.resid_sd, draws=2000, seed=3) < 0.4
     with pytest.raises(ValueError, match="se must be finite and positive"):
         stats.minimum_detectable_effect(0.0)
+
+
+@pytest.mark.parametrize("n", [3, 5, 20])
+def test_minimum_detectable_effect_with_t_quantiles_matches_the_exact_two_sample_power(n):
+    from statsmodels.stats.power import TTestIndPower
+
+    # two groups of n, unit sd: se of the difference sqrt(2/n), df 2n - 2; statsmodels solves the noncentral t
+    exact = TTestIndPower().solve_power(nobs1=n, alpha=0.05, power=0.8, ratio=1.0)
+    approx = stats.minimum_detectable_effect(np.sqrt(2 / n), df=2 * n - 2)
+    assert approx == pytest.approx(exact, rel=0.02)
