@@ -115,7 +115,7 @@ def plot(out: Path, size: str = "quick") -> list[Path]:
     rows = experiment.read_rows(out / "results" / "guarantee.csv")
     probes = experiment.read_rows(out / "results" / "guarantee_probe.csv")
     spearman = experiment.read_rows(out / "results" / "guarantee_probe_spearman.csv")
-    fig, axes = plots.figure(1, 3, width=plots.DOUBLE, height=2.4)
+    fig, axes = plots.figure(1, 3, width=plots.DOUBLE, height=2.8)
     ax = axes[0, 0]
     for i, (_, _, label) in enumerate(TEACHERS):
         sel = [r for r in rows if r["teacher"] == label]
@@ -124,7 +124,7 @@ def plot(out: Path, size: str = "quick") -> list[Path]:
     ax.loglog(grid, 2 * grid, "k--", label="T5a bound 2B²ε (B = 1)")
     ax.set_xlabel("excess cross-entropy ε (nats), checkpoints of training")
     ax.set_ylabel("E (ŷ − y)², conditional-mean forecast")
-    ax.set_title(f"T5a: forecast error under the bound (V = {vocab}, values in [−1, 1])")
+    ax.set_title(f"T5a: forecast error under the bound\n(V = {vocab}, values in [−1, 1])")
     ax.legend(frameon=False)
     ax = axes[0, 1]
     for i, (_, _, label) in enumerate(TEACHERS):
@@ -135,7 +135,7 @@ def plot(out: Path, size: str = "quick") -> list[Path]:
                   label=f"{label}: probe on h")
     ax.set_xlabel("training step (checkpoint)")
     ax.set_ylabel("test MSE against y(s)")
-    ax.set_title("T5b: linear readout of h vs the LM's forecast")
+    ax.set_title("T5b: linear readout of h\nvs the LM's forecast")
     ax.legend(frameon=False, fontsize=5)
     ax = axes[0, 2]
     for i, (_, _, label) in enumerate(TEACHERS):
