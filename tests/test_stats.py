@@ -178,3 +178,67 @@ def test_minimum_detectable_effect_with_t_quantiles_matches_the_exact_two_sample
     exact = TTestIndPower().solve_power(nobs1=n, alpha=0.05, power=0.8, ratio=1.0)
     approx = stats.minimum_detectable_effect(np.sqrt(2 / n), df=2 * n - 2)
     assert approx == pytest.approx(exact, rel=0.02)
+
+
+def _summary(slope_iso, slope_cc, seed=0):
+    # 6 datasets x 4 variants x 2 seeds; the tokenizer shifts IsoScore (the confound), NMSE follows the measures
+    rng, rows = np.random.default_rng(seed), []
+    for d in range(6):
+        for tok in ("bins", "digits"):
+            for arch in ("decoder", "encoder"):
+                for s in range(2):
+                    iso = 0.1 + (0.1 if tok == "bins" else 0.0) + 0.03 * rng.normal()
+                    cc = 0.02 + 0.02 * rng.normal()
+                    nmse = np.exp(d + slope_iso * iso + slope_cc * cc + 0.05 * rng.normal())
+                    rows.append({"data": f"d{d}", "tokenizer": tok, "arch": arch, "seed": s, "nmse": nmse,
+                                 "isoscore_last": iso, "clustered_cosine_last": cc, "isoscore_mean": iso})
+    return rows
+
+
+def test_t6_effect_table_reads_the_sign_of_each_measure():
+    from isojax import experiment
+
+    t6 = experiment.load("trained_isotropy")
+    rows = {r["measure"]: r for r in t6.effect_rows(_summary(-10.0, 10.0), draws=200)}
+    assert rows["isoscore_last"]["slope"] == pytest.approx(-10.0, abs=1.0)
+    # lower NMSE with more isotropy supports the hypothesis; so does higher NMSE with more clustered cosine
+    assert rows["isoscore_last"]["verdict"] == "supports" and rows["clustered_cosine_last"]["verdict"] == "supports"
+    assert rows["isoscore_last"]["seeds"] == 2 and rows["isoscore_last"]["datasets"] == 6
+    flipped = {r["measure"]: r for r in t6.effect_rows(_summary(10.0, -10.0), draws=200)}
+    assert flipped["isoscore_last"]["verdict"] == "contradicts" == flipped["clustered_cosine_last"]["verdict"]
+    confound = {(r["measure"], r["factor"]): r["share"] for r in t6.confound_rows(_summary(0.0, 0.0))}
+    assert confound[("isoscore_last", "tokenizer")] > 0.5 > 0.2 > confound[("clustered_cosine_last", "tokenizer")]
+
+
+def test_intervention_effects_are_welch_tests_against_no_penalty():
+    from statsmodels.stats.multitest import multipletests
+
+    from isojax import experiment
+
+    rng = np.random.default_rng(11)
+    rows = [{"data": "a", "strength": w, "seed": s, "nmse": 1.0 + 0.3 * w + 0.1 * rng.normal(),
+             "isoscore_mean": 0.5 + 0.1 * w + 0.01 * rng.normal()} for w in (-1.0, 0.0, 1.0, 3.0) for s in range(3)]
+    table = experiment.load("intervention").effect_rows(rows)
+    nmse = [r for r in table if r["measure"] == "nmse"]
+    ref = [r["nmse"] for r in rows if r["strength"] == 0.0]
+    for r in nmse:
+        sample = [x["nmse"] for x in rows if x["strength"] == r["strength"]]
+        assert r["sd"] == pytest.approx(np.std(sample, ddof=1)) and r["n"] == 3
+        if r["strength"] != 0.0:
+            assert r["p"] == pytest.approx(sps.ttest_ind(sample, ref, equal_var=False).pvalue, rel=1e-9)
+    tested = [r for r in nmse if r["strength"] != 0.0]
+    holm = multipletests([r["p"] for r in tested], method="holm")[1]
+    assert [r["p_holm"] for r in tested] == pytest.approx(list(holm))
+    assert [r["supports_if"] for r in nmse] == ["diff > 0", "", "diff < 0", "diff < 0"]
+
+
+def test_t5b_probe_reads_a_linear_target_exactly():
+    from isojax import experiment
+
+    rng = np.random.default_rng(12)
+    h = rng.normal(size=(400, 6))
+    y = h @ rng.normal(size=6) + 0.3
+    y_hat = y + 0.1 * rng.normal(size=400)
+    res = experiment.load("guarantee").probe(h, y, y_hat)
+    assert res["probe_mse"] < 1e-6 and res["gap"] == pytest.approx(-res["lm_mse"], abs=1e-6)
+    assert res["lm_mse"] == pytest.approx(np.mean((y_hat[200:] - y[200:]) ** 2))
