@@ -64,10 +64,13 @@ def effect_rows(rows: list[dict]) -> list[dict]:
                     values.setdefault(float(r["strength"]), []).append(float(r[measure]))
             ref, group = values.get(0.0), []
             for w in sorted(values):
-                m = stats.mean_interval(values[w])
-                row = {"data": source, "measure": measure, "strength": w, "mean": m.mean, "sd": m.sd, "n": m.n,
-                       "mean_low": m.low, "mean_high": m.high}
-                test = stats.welch(values[w], ref) if ref is not None and w != 0.0 else None
+                # one seed (the tiny size) has a mean but no sd, interval or test: those cells stay empty
+                m = stats.mean_interval(values[w]) if len(values[w]) > 1 else None
+                row = {"data": source, "measure": measure, "strength": w, "mean": float(np.mean(values[w])),
+                       **dict(zip(("sd", "n", "mean_low", "mean_high"),
+                                  (m.sd, m.n, m.low, m.high) if m else ("", len(values[w]), "", ""), strict=True))}
+                testable = ref is not None and w != 0.0 and len(ref) > 1 and len(values[w]) > 1
+                test = stats.welch(values[w], ref) if testable else None
                 cols = ("diff_vs_0", "t", "df", "p", "diff_low", "diff_high", "mde")
                 row.update(dict(zip(cols, (*test, stats.minimum_detectable_effect(test.diff / test.t, df=test.df)),
                                     strict=True)) if test else dict.fromkeys(cols, ""))
@@ -120,7 +123,8 @@ def plot(out: Path, size: str = "quick") -> list[Path]:
         for ax, col in zip(axes[0], ("isoscore_mean", "nmse"), strict=True):
             mean = [np.mean([r[col] for r in sel if r["strength"] == w]) for w in strengths]
             # the sample sd (ddof = 1): with 2-3 seeds the population sd understates the spread by 18-29%
-            err = [np.std([r[col] for r in sel if r["strength"] == w], ddof=1) for w in strengths]
+            vals = [[r[col] for r in sel if r["strength"] == w] for w in strengths]
+            err = [np.std(v, ddof=1) if len(v) > 1 else np.nan for v in vals]  # no bar from a single seed
             ax.errorbar(strengths, mean, err, fmt="o-", color=f"C{j}", capsize=2, label=source)
     axes[0, 0].set_ylabel("IsoScore, mean over blocks")
     axes[0, 1].set_ylabel("forecast NMSE")

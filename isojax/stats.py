@@ -73,6 +73,8 @@ def spearman_bootstrap(x, y, seed: int = 0, draws: int = 2000) -> tuple[float, f
     x, y = np.asarray(x), np.asarray(y)
     if x.shape != y.shape or x.ndim != 1 or len(x) < 3:
         raise ValueError(f"x and y must be 1-D of one length >= 3, got shapes {x.shape} and {y.shape}")
+    if len(np.unique(x)) < 2 or len(np.unique(y)) < 2:
+        raise ValueError(f"x and y (shape {x.shape}) must each take at least 2 values: ρ of a constant is undefined")
     rho = stats.spearmanr(x, y).statistic
     rng = np.random.default_rng(seed)
     boots = []

@@ -31,6 +31,8 @@ def test_spearman_bootstrap_refuses_bad_shapes():
         stats.spearman_bootstrap([1.0, 2.0], [1.0, 2.0])
     with pytest.raises(ValueError, match="1-D of one length"):
         stats.spearman_bootstrap([1.0, 2.0, 3.0], [1.0, 2.0])
+    with pytest.raises(ValueError, match="at least 2 values"):
+        stats.spearman_bootstrap([1.0, 2.0, 3.0], [5.0, 5.0, 5.0])
 
 
 def test_mean_interval_is_the_sample_sd_and_the_t_interval_of_statsmodels():
