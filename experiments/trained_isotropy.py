@@ -28,14 +28,18 @@ PCA_SOURCES = ["gp:rbf_0.1", "gp:seasonality_24", "real:sunspots", "teacher"]
 
 
 MEASURES = ("isoscore_last", "clustered_cosine_last", "isoscore_mean")
-# runs: which (dataset, tokenizer, architecture) triples train, and for how many steps
+# what each measure measures: the hypothesis "isotropy helps forecasting" predicts a negative slope of log NMSE
+# on an isotropy measure (IsoScore) and a positive one on an anisotropy measure (clustered cosine)
+DIRECTION = {"isoscore_last": "isotropy", "clustered_cosine_last": "anisotropy", "isoscore_mean": "isotropy"}
+# runs: which (dataset, tokenizer, architecture) triples train, for how many steps, with which seeds
 SIZES = {
     "tiny": dict(runs=[(d, t, a) for d in ("gp:rbf_0.1", "real:nile", "teacher") for t, a in (*VARIANTS[:2], VARIANTS[3])],
-                 steps=10),
-    # the first variant on every dataset, the next three on the six core datasets
+                 steps=10, seeds=[0]),
+    # the first variant on every dataset, the next three on the six core datasets; one seed (time budget)
     "quick": dict(runs=[(d, t, a) for t, a in VARIANTS[:4] for d in (DATASETS if (t, a) == VARIANTS[0] else CORE)],
-                  steps=100),
-    "full": dict(runs=[(d, t, a) for t, a in VARIANTS for d in DATASETS], steps=400),
+                  steps=100, seeds=[0]),
+    # three seeds per configuration, so that the slope is also estimated from seed-to-seed variation
+    "full": dict(runs=[(d, t, a) for t, a in VARIANTS for d in DATASETS], steps=400, seeds=[0, 1, 2]),
 }
 
 
@@ -56,18 +60,20 @@ def compute(out: Path, size: str = "quick", seed: int = 0) -> list[Path]:
     out, cfg = Path(out), SIZES[size]
     runs, steps = cfg["runs"], cfg["steps"]
     summary, layers_rows, pca_rows = [], [], []
-    for source, tok, arch in runs:
+    for (source, tok, arch), s in [(r, s) for s in cfg.get("seeds", [0]) for r in runs]:
         name = f"{source}|{tok}|{arch}"
-        # a key per run name, so adding runs never moves the others
-        key = keys.named_key(jax.random.PRNGKey(seed), name)
+        # a key per run name, so adding runs never moves the others; seed 0 keeps the published keys
+        key = keys.named_key(jax.random.PRNGKey(seed), name if s == 0 else f"{name}|seed {s}")
         res, per_layer, hidden = lm.train_and_measure(key, source, tok, arch, steps, cache=_results(out) / "models")
-        summary.append({"run": name, "data": source, "tokenizer": tok, "arch": arch, **res,
-                        "clustered_cosine_last": per_layer[-1]["clustered_cosine"], "isoscore_last": per_layer[-1]["isoscore"],
+        summary.append({"run": name, "seed": s, "data": source, "tokenizer": tok, "arch": arch, **res,
+                        "clustered_cosine_last": per_layer[-1]["clustered_cosine"],
+                        "isoscore_last": per_layer[-1]["isoscore"],
                         "isoscore_mean": float(np.mean([p["isoscore"] for p in per_layer[1:]]))})
-        layers_rows += [{"run": name, **p} for p in per_layer]
-        if (tok, arch) == VARIANTS[0] and source in PCA_SOURCES:
+        layers_rows += [{"run": name, "seed": s, **p} for p in per_layer]
+        if (tok, arch) == VARIANTS[0] and source in PCA_SOURCES and s == 0:
             pca_rows += _pca_rows(source, hidden)
-        print(f"  {name}: NMSE {res['nmse']:.3f}, last-layer IsoScore {per_layer[-1]['isoscore']:.3f}", flush=True)
+        print(f"  {name} (seed {s}): NMSE {res['nmse']:.3f}, last-layer IsoScore {per_layer[-1]['isoscore']:.3f}",
+              flush=True)
     results = _results(out)
     tables = [sweep.save_table(summary, results / "trained_isotropy_runs.csv",
                                {"name": "trained_isotropy", "seed": seed, "steps": steps}),
@@ -83,7 +89,82 @@ def compute(out: Path, size: str = "quick", seed: int = 0) -> list[Path]:
         + [{"measure": m, "scope": "within dataset, mean", "spearman_rho": r, "ci_low": lo, "ci_high": hi,
             "runs": len(summary), "datasets": n} for m, (r, lo, hi, n) in within.items()],
         results / "trained_isotropy_spearman.csv", {"name": "trained_isotropy_spearman", "seed": seed}))
-    return tables
+    return tables + analyse(results, seed)
+
+
+def _factors(summary: list[dict]) -> dict:
+    """Indicator effects of the fixed-effects analysis: the dataset and the variant (tokenizer × architecture)."""
+    return {"data": [s["data"] for s in summary], "variant": [f"{s['tokenizer']}|{s['arch']}" for s in summary]}
+
+
+def effect_rows(summary: list[dict], seed: int = 0, draws: int = 2000) -> list[dict]:
+    """Per measure: OLS slope of log NMSE on the measure with dataset and variant effects, its cluster-bootstrap
+    95% interval (datasets resampled), the minimum detectable slope (80% power, alpha 0.05, from the bootstrap
+    se) and both per unit and per sd of the measure's within-cell variation, with the sign that would support
+    "isotropy helps forecasting"."""
+    y, factors, rows = np.log([s["nmse"] for s in summary]), _factors(summary), []
+    for m in MEASURES:
+        fe = stats.fixed_effects(y, [s[m] for s in summary], factors, factors["data"], draws=draws, seed=seed)
+        mde = stats.minimum_detectable_effect(fe.boot_se)
+        sign = -1 if DIRECTION[m] == "isotropy" else 1
+        if fe.low > 0 or fe.high < 0:
+            verdict = "supports" if np.sign(fe.slope) == sign else "contradicts"
+        else:
+            verdict = "no effect detected"
+        rows.append({"measure": m, "measures": DIRECTION[m], "supports_if": "slope < 0" if sign < 0 else "slope > 0",
+                     "slope": fe.slope, "ci_low": fe.low, "ci_high": fe.high, "boot_se": fe.boot_se, "se_ols": fe.se,
+                     "p_ols": fe.p, "mde": mde, "mde_ols": stats.minimum_detectable_effect(fe.se),
+                     "x_resid_sd": fe.x_resid_sd, "slope_per_sd": fe.slope * fe.x_resid_sd,
+                     "ci_low_per_sd": fe.low * fe.x_resid_sd, "ci_high_per_sd": fe.high * fe.x_resid_sd,
+                     "mde_per_sd": mde * fe.x_resid_sd, "resid_sd": fe.resid_sd, "df": fe.df, "runs": fe.n,
+                     "datasets": fe.clusters, "seeds": len({s.get("seed", 0) for s in summary}), "draws": fe.draws,
+                     "verdict": verdict})
+    return rows
+
+
+def confound_rows(summary: list[dict]) -> list[dict]:
+    """Share of the variance of each measure (and of log NMSE) explained by the dataset, and of what is left
+    within datasets by the tokenizer, the architecture and the variant: a measure the tokenizer sets is
+    confounded with everything else the tokenizer does to NMSE."""
+    data = {"data": [s["data"] for s in summary]}
+    by = {"tokenizer": {"tokenizer": [s["tokenizer"] for s in summary]},
+          "architecture": {"arch": [s["arch"] for s in summary]}, "variant": {"variant": _factors(summary)["variant"]}}
+    rows = []
+    for m in (*MEASURES, "log_nmse"):
+        y = np.log([s["nmse"] for s in summary]) if m == "log_nmse" else [s[m] for s in summary]
+        rows.append({"measure": m, "factor": "dataset", "within": "all runs", "share": stats.variance_share(y, data)})
+        rows += [{"measure": m, "factor": f, "within": "dataset", "share": stats.variance_share(y, fac, base=data)}
+                 for f, fac in by.items()]
+    return rows
+
+
+def by_tokenizer_rows(summary: list[dict]) -> list[dict]:
+    """Mean of each measure and geometric-mean NMSE per dataset and tokenizer (over architectures and seeds)."""
+    rows = []
+    for d in dict.fromkeys(s["data"] for s in summary):
+        for tok in dict.fromkeys(s["tokenizer"] for s in summary):
+            sel = [s for s in summary if (s["data"], s["tokenizer"]) == (d, tok)]
+            if sel:
+                rows.append({"data": d, "tokenizer": tok, "runs": len(sel),
+                             **{m: float(np.mean([s[m] for s in sel])) for m in MEASURES},
+                             "nmse_geomean": float(np.exp(np.mean(np.log([s["nmse"] for s in sel]))))})
+    return rows
+
+
+def analyse(results: Path, seed: int = 0) -> list[Path]:
+    """From results/trained_isotropy_runs.csv alone (no training): the tables trained_isotropy_effects
+    (fixed-effects slopes, intervals, MDE), trained_isotropy_confound (variance shares) and
+    trained_isotropy_by_tokenizer, written next to it. Runs without a seed column count as seed 0."""
+    results = Path(results)
+    summary = experiment.read_rows(results / "trained_isotropy_runs.csv")
+    config = {"seed": seed, "source": "trained_isotropy_runs.csv", "runs": len(summary),
+              "seeds": sorted({s.get("seed", 0) for s in summary})}
+    return [sweep.save_table(effect_rows(summary, seed), results / "trained_isotropy_effects.csv",
+                             {"name": "trained_isotropy_effects", "draws": 2000, **config}),
+            sweep.save_table(confound_rows(summary), results / "trained_isotropy_confound.csv",
+                             {"name": "trained_isotropy_confound", **config}),
+            sweep.save_table(by_tokenizer_rows(summary), results / "trained_isotropy_by_tokenizer.csv",
+                             {"name": "trained_isotropy_by_tokenizer", **config})]
 
 
 def _pca_rows(source: str, hidden: np.ndarray) -> list[dict]:
@@ -114,10 +195,14 @@ def plot(out: Path, size: str = "quick") -> list[Path]:
     corr = {r["measure"]: (r["spearman_rho"], r["ci_low"], r["ci_high"]) for r in rho if r["scope"] == "pooled over runs"}
     within = {r["measure"]: (r["spearman_rho"], r["ci_low"], r["ci_high"], int(r["datasets"])) for r in rho
               if r["scope"] != "pooled over runs"}
+    effects = {r["measure"]: r for r in experiment.read_rows(results / "trained_isotropy_effects.csv")}
     fig_dir = Path(out) / "figures"
-    paths = by_layer_figures(summary, layers_rows, int(steps), fig_dir)
+    # the by-layer figures show one seed (the first); the scatter shows every run
+    first = min(s.get("seed", 0) for s in summary)
+    paths = by_layer_figures([s for s in summary if s.get("seed", 0) == first],
+                             [r for r in layers_rows if r.get("seed", 0) == first], int(steps), fig_dir)
     paths += pca_figure(experiment.read_rows(results / "trained_isotropy_pca.csv"), fig_dir)
-    paths += isotropy_vs_nmse_figure(summary, corr, within, fig_dir)
+    paths += isotropy_vs_nmse_figure(summary, corr, within, fig_dir, effects)
     return paths
 
 
@@ -177,8 +262,10 @@ def pca_figure(rows: list[dict], fig_dir: Path) -> list[Path]:
     return plots.save(fig, fig_dir, "t6_pca_grid")
 
 
-def isotropy_vs_nmse_figure(summary: list[dict], corr: dict, within: dict, fig_dir: Path) -> list[Path]:
-    """Last-layer isotropy against NMSE over all runs (colour = architecture, marker = tokenizer), with ρ."""
+def isotropy_vs_nmse_figure(summary: list[dict], corr: dict, within: dict, fig_dir: Path,
+                            effects: dict | None = None) -> list[Path]:
+    """Last-layer isotropy against NMSE over all runs (colour = architecture, marker = tokenizer), with ρ and,
+    where `effects` (rows of trained_isotropy_effects by measure) is given, the fixed-effects slope."""
     variants = _variants(summary)
     fig, axes = plots.figure(1, 2, width=plots.SINGLE * 1.8, height=2.3)
     archs = list(dict.fromkeys(a for _, a in variants))
@@ -190,14 +277,26 @@ def isotropy_vs_nmse_figure(summary: list[dict], corr: dict, within: dict, fig_d
         r, lo, hi = corr[m]
         rw, lw, hw, n = within[m]
         inside = f"{rw:.2f} [{lw:.2f}, {hw:.2f}] ({n} sets)" if n >= 2 else "n/a (< 2 sets with ≥ 3 runs)"
-        ax.set_title(f"pooled ρ = {r:.2f} [{lo:.2f}, {hi:.2f}]\nwithin dataset ρ = {inside}", fontsize=6)
+        title = f"pooled ρ = {r:.2f} [{lo:.2f}, {hi:.2f}]\nwithin dataset ρ = {inside}"
+        if effects and m in effects:
+            e = effects[m]
+            title += (f"\nFE slope of log NMSE per sd = {e['slope_per_sd']:.2f} [{e['ci_low_per_sd']:.2f}, "
+                      f"{e['ci_high_per_sd']:.2f}], MDE {e['mde_per_sd']:.2f}; supports if {e['supports_if']}")
+        ax.set_title(title, fontsize=5)
         ax.set_xlabel({"isoscore_last": "IsoScore, last layer", "clustered_cosine_last": "clustered cosine, last layer"}[m])
         ax.set_ylabel("forecast NMSE")
         ax.set_yscale("log")
     axes[0, 0].legend(frameon=False, fontsize=5)
-    fig.suptitle(f"{len(summary)} runs; Spearman ρ with bootstrap 95% intervals", fontsize=7)
+    seeds = len({s.get("seed", 0) for s in summary})
+    fig.suptitle(f"{len(summary)} runs ({seeds} seed{'s' if seeds > 1 else ''}); Spearman ρ and fixed-effects "
+                 "(dataset, variant) slope, bootstrap 95% intervals", fontsize=6)
     return plots.save(fig, fig_dir, "t6_isotropy_vs_nmse")
 
 
 if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:2] == ["--analyse"]:  # `--analyse DIR`: the analysis tables from DIR's runs table, no training
+        print("\n".join(str(p) for p in analyse(Path(sys.argv[2]))))
+        raise SystemExit(0)
     raise SystemExit(experiment.main(__file__))
