@@ -192,11 +192,13 @@ def _linear(x, w, b):
     return x @ w if b is None else x @ w + b
 
 
-def _mlp(b: Block, x, config: Config):
-    u = _ACT[config.activation](_linear(x, b.w_in, b.b_in))
+def _mlp_residual(b: Block, x, h, config: Config):
+    """x + MLP(h), summed as (x + u W_out) + b_out: the order the trained models were computed in."""
+    u = _ACT[config.activation](_linear(h, b.w_in, b.b_in))
     if b.w_gate is not None:
-        u = u * (x @ b.w_gate)
-    return _linear(u, b.w_out, b.b_out)
+        u = u * (h @ b.w_gate)
+    y = x + u @ b.w_out
+    return y if b.b_out is None else y + b.b_out
 
 
 def _block(b: Block, x, config: Config, key_mask, bias):
@@ -204,9 +206,9 @@ def _block(b: Block, x, config: Config, key_mask, bias):
     attn = lambda h: att.self_attention(b.attn, h, config.causal, key_mask, bias, scale)
     if config.post_ln:
         x = _norm(b.ln_attn, x + attn(x), config)
-        return _norm(b.ln_mlp, x + _mlp(b, x, config), config)
+        return _norm(b.ln_mlp, _mlp_residual(b, x, x, config), config)
     x = x + attn(_norm(b.ln_attn, x, config))
-    return x + _mlp(b, _norm(b.ln_mlp, x, config), config)
+    return _mlp_residual(b, x, _norm(b.ln_mlp, x, config), config)
 
 
 def forward(params: Params, tokens, config: Config, key_mask=None, token_types=None):
