@@ -121,8 +121,13 @@ def init(key, config: Config, dtype=None) -> Params:
     dtype = dtype or V.float_dtype()
     d = config.d_model
     keys = jax.random.split(key, config.layers + 4)
-    normal = lambda k, shape: 0.02 * jax.random.normal(k, shape, dtype)
-    zeros = lambda n: jnp.zeros((n,), dtype) if config.bias else None
+
+    def normal(k, shape):
+        return 0.02 * jax.random.normal(k, shape, dtype)
+
+    def zeros(n):
+        return jnp.zeros((n,), dtype) if config.bias else None
+
     blocks = []
     for i in range(config.layers):
         kb = jax.random.split(keys[i], 3)
@@ -203,7 +208,10 @@ def _mlp_residual(b: Block, x, h, config: Config):
 
 def _block(b: Block, x, config: Config, key_mask, bias):
     scale = None if config.attn_scale else 1.0
-    attn = lambda h: att.self_attention(b.attn, h, config.causal, key_mask, bias, scale)
+
+    def attn(h):
+        return att.self_attention(b.attn, h, config.causal, key_mask, bias, scale)
+
     if config.post_ln:
         x = _norm(b.ln_attn, x + attn(x), config)
         return _norm(b.ln_mlp, _mlp_residual(b, x, x, config), config)

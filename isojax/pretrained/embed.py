@@ -110,14 +110,13 @@ def embed_texts(model, texts: list[str], pooling: str | None = None, max_len: in
     "last" -> its first / last real token. Padding never enters: it is masked out of attention and pooling."""
     _check_pooling(pooling)
     V.positive_int("max_len", max_len)
-    if not isinstance(texts, (list, tuple)) or not texts or not all(isinstance(t, str) for t in texts):
-        raise ValueError(f"texts must be a non-empty list of strings, got {texts!r:.80}")
+    texts = bert.check_texts(texts)
     params, config, tok = as_model(model)
     if isinstance(tok, MeanScaleUniformBins):
         raise ValueError("this is a numeric (Chronos) model: use embed_series")
     if tok is None:
         raise ValueError("the model folder has no tokenizer.json: embed_texts needs one")
-    ids, mask = bert.encode_with(tok, list(texts), min(max_len, config.max_len))
+    ids, mask = bert.encode_with(tok, texts, min(max_len, config.max_len))
     empty = np.nonzero(~mask.any(axis=1))[0]
     if empty.size:
         raise ValueError(f"texts {empty.tolist()} have no tokens")

@@ -36,7 +36,6 @@ def params_from_gpt2(t: F.Tensors, config: tf.Config) -> tf.Params:
     """Map GPT-2's tensors (`transformer.` prefix removed) onto tf.Params."""
     h, d = config.heads, config.d_model
     dk = d // h
-    ln = lambda prefix: tf.LayerNorm(t(f"{prefix}.weight"), t(f"{prefix}.bias"))
     blocks = []
     for i in range(config.layers):
         p = f"h.{i}"
@@ -45,12 +44,12 @@ def params_from_gpt2(t: F.Tensors, config: tf.Config) -> tf.Params:
         b_q, b_k, b_v = (b_qkv[j * d:(j + 1) * d].reshape(h, dk) for j in range(3))
         attn = att.AttentionParams(w_q=w_q, w_k=w_k, w_v=w_v, w_o=t(f"{p}.attn.c_proj.weight").reshape(h, dk, d),
                                    b_q=b_q, b_k=b_k, b_v=b_v, b_o=t(f"{p}.attn.c_proj.bias"))
-        blocks.append(tf.Block(attn=attn, ln_attn=ln(f"{p}.ln_1"),
+        blocks.append(tf.Block(attn=attn, ln_attn=F.layer_norm(t, f"{p}.ln_1"),
                                w_in=t(f"{p}.mlp.c_fc.weight"), b_in=t(f"{p}.mlp.c_fc.bias"),
                                w_out=t(f"{p}.mlp.c_proj.weight"), b_out=t(f"{p}.mlp.c_proj.bias"),
-                               ln_mlp=ln(f"{p}.ln_2")))
+                               ln_mlp=F.layer_norm(t, f"{p}.ln_2")))
     embed = t("wte.weight")
-    return tf.Params(embed=embed, pos=t("wpe.weight"), blocks=tuple(blocks), ln_final=ln("ln_f"),
+    return tf.Params(embed=embed, pos=t("wpe.weight"), blocks=tuple(blocks), ln_final=F.layer_norm(t, "ln_f"),
                      head_bias=jnp.zeros((config.vocab,), embed.dtype))
 
 

@@ -43,8 +43,13 @@ def config_from_t5(cfg: dict, max_len: int) -> tf.Config:
 def params_from_t5(t: F.Tensors, config: tf.Config) -> tf.Params:
     """Map T5's encoder tensors (torch Linear: weight [out, in], no biases) onto tf.Params."""
     h, d, dk = config.heads, config.d_model, config.head_dim
-    ln = lambda name: tf.LayerNorm(t(name))
-    split_in = lambda w: F.split_heads_in(w.T, h)  # torch [H·dk, d] -> [H, d, dk]
+
+    def ln(name):  # T5's norm: a scale, no bias
+        return tf.LayerNorm(t(name))
+
+    def split_in(w):  # torch [H·dk, d] -> [H, d, dk]
+        return F.split_heads_in(w.T, h)
+
     blocks = []
     for i in range(config.layers):
         a, ff = f"encoder.block.{i}.layer.0", f"encoder.block.{i}.layer.1"
@@ -54,7 +59,8 @@ def params_from_t5(t: F.Tensors, config: tf.Config) -> tf.Params:
                                    w_o=t(f"{a}.SelfAttention.o.weight").T.reshape(h, dk, d))
         w_in = t(f"{ff}.DenseReluDense.wi_0.weight" if config.gated else f"{ff}.DenseReluDense.wi.weight").T
         blocks.append(tf.Block(attn=attn, ln_attn=ln(f"{a}.layer_norm.weight"), w_in=w_in, b_in=None,
-                               w_out=t(f"{ff}.DenseReluDense.wo.weight").T, b_out=None, ln_mlp=ln(f"{ff}.layer_norm.weight"),
+                               w_out=t(f"{ff}.DenseReluDense.wo.weight").T, b_out=None,
+                               ln_mlp=ln(f"{ff}.layer_norm.weight"),
                                w_gate=t(f"{ff}.DenseReluDense.wi_1.weight").T if config.gated else None))
     embed = t("shared.weight", "encoder.embed_tokens.weight")
     return tf.Params(embed=embed, pos=None, blocks=tuple(blocks), ln_final=ln("encoder.final_layer_norm.weight"),

@@ -86,8 +86,8 @@ def make_bert() -> None:
     ids, mask = _reference_ids(folder / "tokenizer.json", "[PAD]", TEXTS)
     with torch.no_grad():
         out = model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
-    np.savez_compressed(folder / "reference.npz", texts=np.array(TEXTS), ids=ids.numpy(), mask=mask.numpy().astype(bool),
-                        hidden=_stack(out), torch=torch.__version__)
+    np.savez_compressed(folder / "reference.npz", texts=np.array(TEXTS), ids=ids.numpy(),
+                        mask=mask.numpy().astype(bool), hidden=_stack(out), torch=torch.__version__)
 
 
 def make_gpt2() -> None:
@@ -108,8 +108,9 @@ def make_gpt2() -> None:
     ids, mask = _reference_ids(folder / "tokenizer.json", "<|endoftext|>", TEXTS)
     with torch.no_grad():
         out = model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
-    np.savez_compressed(folder / "reference.npz", texts=np.array(TEXTS), ids=ids.numpy(), mask=mask.numpy().astype(bool),
-                        hidden=_stack(out), logits=out.logits.numpy().astype(np.float32), torch=torch.__version__)
+    np.savez_compressed(folder / "reference.npz", texts=np.array(TEXTS), ids=ids.numpy(),
+                        mask=mask.numpy().astype(bool), hidden=_stack(out),
+                        logits=out.logits.numpy().astype(np.float32), torch=torch.__version__)
 
 
 def _series() -> list[np.ndarray]:
@@ -128,13 +129,15 @@ def make_chronos(name: str, feed_forward: str, seed: int) -> None:
     from chronos import ChronosPipeline
     from chronos.utils import left_pad_and_stack_1D
     from transformers import T5Config, T5ForConditionalGeneration
-    chronos_config = dict(tokenizer_class="MeanScaleUniformBins", tokenizer_kwargs=dict(low_limit=-15.0, high_limit=15.0),
+    chronos_config = dict(tokenizer_class="MeanScaleUniformBins",
+                          tokenizer_kwargs=dict(low_limit=-15.0, high_limit=15.0),
                           context_length=48, prediction_length=8, n_tokens=256, n_special_tokens=2, pad_token_id=0,
                           eos_token_id=1, use_eos_token=True, model_type="seq2seq", num_samples=4, temperature=1.0,
                           top_k=50, top_p=1.0)
     torch.manual_seed(0)
     cfg = T5Config(vocab_size=256, d_model=32, d_kv=12, num_heads=4, d_ff=48, num_layers=2, num_decoder_layers=1,
-                   relative_attention_num_buckets=16, relative_attention_max_distance=24, feed_forward_proj=feed_forward,
+                   relative_attention_num_buckets=16, relative_attention_max_distance=24,
+                   feed_forward_proj=feed_forward,
                    layer_norm_epsilon=1e-6, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0,
                    chronos_config=chronos_config)
     model = T5ForConditionalGeneration(cfg).eval()
@@ -173,6 +176,7 @@ def make_minilm() -> None:
 
 def report(name: str) -> None:
     """isojax against the reference just written: max |error| / max |reference| per layer, on real tokens."""
+    import jax
     import jax.numpy as jnp
 
     from isojax import pretrained
@@ -182,7 +186,6 @@ def report(name: str) -> None:
     ref = np.load(HERE / name / "reference.npz")
     params, config, _ = pretrained.load(HERE / name)
     mask = ref["mask"].astype(bool)
-    import jax
     ours = np.asarray(jax.vmap(lambda t, m: tf.forward(params, t, config, key_mask=m)[0])(
         jnp.asarray(ref["ids"]), jnp.asarray(mask)))
     real = np.broadcast_to(mask[:, None, :, None], ours.shape)
