@@ -15,6 +15,7 @@ real tokens only).
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -65,13 +66,19 @@ def _reference_ids(tok_file: Path, pad: str, texts: list[str]):
 
 
 def make_bert() -> None:
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from transformers import BertConfig, BertModel
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tok.train_from_iterator(CORPUS, trainers.WordPieceTrainer(vocab_size=160, special_tokens=special))
+    # the vocabulary by a fixed rule, not the trainer (whose ties fall in hash order, so reruns differ): every
+    # character, alone and as a continuation "##c", and the words seen at least twice; the rest split into pieces
+    words = [w for text in CORPUS for w in re.findall(r"\w+|[^\w\s]", text.lower())]
+    chars = sorted({c for w in words for c in w})
+    whole = sorted({w for w in words if len(w) > 1 and words.count(w) >= 2})
+    vocab = special + chars + ["##" + c for c in chars if c.isalnum()] + whole
+    tok.model = models.WordPiece(vocab={t: i for i, t in enumerate(vocab)}, unk_token="[UNK]")
     tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[
         ("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))])
     tok.decoder = decoders.WordPiece()
