@@ -193,6 +193,13 @@ def _copy(tmp_path, family, drop=None, edit=None):
     return folder
 
 
+def test_gpt2_untied_head_needs_its_own_weights(tmp_path):
+    """tie_word_embeddings=false: the head is lm_head.weight, which this (tied) checkpoint does not hold."""
+    folder = _copy(tmp_path, "gpt2", edit=lambda c: c.update(tie_word_embeddings=False))
+    with pytest.raises(ValueError, match="has no tensor 'lm_head.weight'"):
+        pretrained.load(folder)
+
+
 def test_load_names_what_is_missing(tmp_path):
     with pytest.raises(ValueError, match="does not exist"):
         pretrained.load(tmp_path / "nowhere")

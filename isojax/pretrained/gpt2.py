@@ -19,7 +19,7 @@ __all__ = ["config_from_gpt2", "params_from_gpt2", "load_folder"]
 
 
 def config_from_gpt2(cfg: dict) -> tf.Config:
-    """GPT-2's config.json (as a dict) -> tf.Config."""
+    """GPT-2's config.json (as a dict) -> tf.Config (the LM head tied to wte unless tie_word_embeddings=false)."""
     where = "GPT-2 config.json"
     for flag in ("scale_attn_by_inverse_layer_idx", "add_cross_attention"):
         if cfg.get(flag):
@@ -27,7 +27,8 @@ def config_from_gpt2(cfg: dict) -> tf.Config:
     d = F.key(cfg, "n_embd")
     return tf.Config(vocab=F.key(cfg, "vocab_size"), d_model=d, heads=F.key(cfg, "n_head"),
                      layers=F.key(cfg, "n_layer"), mlp=cfg.get("n_inner") or 4 * d, max_len=F.key(cfg, "n_positions"),
-                     causal=True, post_ln=False, ln_eps=F.key(cfg, "layer_norm_epsilon", 1e-5), tied_head=True,
+                     causal=True, post_ln=False, ln_eps=F.key(cfg, "layer_norm_epsilon", 1e-5),
+                     tied_head=cfg.get("tie_word_embeddings", True),
                      activation=F.activation(cfg.get("activation_function", "gelu_new"), where),
                      attn_scale=cfg.get("scale_attn_weights", True), final_norm_hidden=True)
 
@@ -50,7 +51,8 @@ def params_from_gpt2(t: F.Tensors, config: tf.Config) -> tf.Params:
                                ln_mlp=F.layer_norm(t, f"{p}.ln_2")))
     embed = t("wte.weight")
     return tf.Params(embed=embed, pos=t("wpe.weight"), blocks=tuple(blocks), ln_final=F.layer_norm(t, "ln_f"),
-                     head_bias=jnp.zeros((config.vocab,), embed.dtype))
+                     head_bias=jnp.zeros((config.vocab,), embed.dtype),
+                     head=None if config.tied_head else t("lm_head.weight"))
 
 
 def load_folder(path: Path) -> tuple[tf.Params, tf.Config]:
