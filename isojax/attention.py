@@ -105,35 +105,53 @@ def _project(x, w, b):
     return y if b is None else y + b[:, None, :]
 
 
-def attend(q, k, v, allowed):
+def attend(q, k, v, allowed, bias=None, scale: float | None = None):
     """Scaled dot-product attention per head. q, k: [H, T, d_k], v: [H, T, d_v], allowed: [T, T] bool
-    -> (o [H, T, d_v], a [H, T, T])."""
-    s = jnp.einsum("htk,hsk->hts", q, k) / math.sqrt(q.shape[-1])
+    -> (o [H, T, d_v], a [H, T, T]). bias: optional additive scores [H, T, T] (T5's relative positions);
+    scale: the score factor, None = 1/√d_k (T5 uses 1: its scaling is folded into the weights)."""
+    s = jnp.einsum("htk,hsk->hts", q, k)
+    s = s / math.sqrt(q.shape[-1]) if scale is None else s * scale
+    if bias is not None:
+        s = s + bias
     # The mask M is -inf where attention is not allowed; every row keeps at least one key.
     a = jax.nn.softmax(jnp.where(allowed, s, -jnp.inf), axis=-1)
     return jnp.einsum("hts,hsv->htv", a, v), a
 
 
-def _forward(params: AttentionParams, x, allowed):
+def _forward(params: AttentionParams, x, allowed, bias=None, scale=None):
     q = _project(x, params.w_q, params.b_q)
     k = _project(x, params.w_k, params.b_k)
     v = _project(x, params.w_v, params.b_v)
-    o, a = attend(q, k, v, allowed)
+    o, a = attend(q, k, v, allowed, bias, scale)
     y = jnp.einsum("htv,hvd->td", o, params.w_o)
     if params.b_o is not None:
         y = y + params.b_o
     return y, AttentionCache(q, k, v, a, o)
 
 
-def attention_forward(params: AttentionParams, x, causal: bool = False, key_mask=None):
-    """Forward pass keeping the intermediates. x: [T, d_model] -> (y [T, d_model], AttentionCache)."""
+def _check_bias(params: AttentionParams, x, bias):
+    if bias is None:
+        return None
+    bias = jnp.asarray(bias)
+    want = (params.heads, x.shape[0], x.shape[0])
+    if bias.shape != want:
+        raise ValueError(f"bias must have shape {want} [H, T, T], got shape {tuple(bias.shape)}")
+    return bias
+
+
+def attention_forward(params: AttentionParams, x, causal: bool = False, key_mask=None, bias=None,
+                      scale: float | None = None):
+    """Forward pass keeping the intermediates. x: [T, d_model] -> (y [T, d_model], AttentionCache).
+    bias: optional additive scores [H, T, T]; scale: score factor, None = 1/√d_k (see `attend`)."""
     x, key_mask = _check(params, x, key_mask)
-    return _forward(params, x, attention_mask(x.shape[0], causal, key_mask))
+    bias = _check_bias(params, x, bias)
+    return _forward(params, x, attention_mask(x.shape[0], causal, key_mask), bias, scale)
 
 
-def self_attention(params: AttentionParams, x, causal: bool = False, key_mask=None) -> jax.Array:
-    """Multi-head self-attention. x: [T, d_model] -> [T, d_model]."""
-    return attention_forward(params, x, causal, key_mask)[0]
+def self_attention(params: AttentionParams, x, causal: bool = False, key_mask=None, bias=None,
+                   scale: float | None = None) -> jax.Array:
+    """Multi-head self-attention. x: [T, d_model] -> [T, d_model]. bias [H, T, T] and scale: see `attend`."""
+    return attention_forward(params, x, causal, key_mask, bias, scale)[0]
 
 
 class AttentionGrads(NamedTuple):
