@@ -1,4 +1,6 @@
-"""A small sweep run as a subprocess by test_sweep.py (device count set through XLA_FLAGS before jax loads)."""
+"""A small sweep run as a subprocess by test_sweep.py (device count set through XLA_FLAGS before jax loads).
+
+Usage: sweep_job.py OUT fast|slow. Exit 130 on KeyboardInterrupt (SIGINT), as the CLI does."""
 
 import sys
 import time
@@ -24,5 +26,9 @@ def slow_cell(key, family, n, d, knob):
 if __name__ == "__main__":
     out, mode = sys.argv[1], sys.argv[2]
     fn = slow_cell if mode == "slow" else cell
-    sweep.run_sweep(fn, GRID, out, seed=3, per_device=2, name="test", progress=False)
+    try:
+        sweep.run_sweep(fn, GRID, out, seed=3, per_device=2, name="test", progress=False)
+    except KeyboardInterrupt as err:
+        print("interrupted:", err, file=sys.stderr)
+        sys.exit(130)
     print(len(jax.devices()), "devices")
