@@ -43,7 +43,8 @@ def _filled(path: Path, n: int, filled: int, rng: random.Random):
     """A sweep table of n cells with `filled` rows on disk, ready to store more."""
     all_cells = sweep.cells(_grid(n))
     table = _sweep_store.SweepTable(path, {"name": "bench", "n": n}, all_cells, ["family", "knob"])
-    table.begin(table.load())
+    table.load()
+    table.begin()
     table.store([_row(i, all_cells[i], rng) for i in range(filled)])
     return table, all_cells
 

@@ -70,10 +70,10 @@ class SweepTable:
         self.state = State(header, done, torn, complete)
         return self.state
 
-    def begin(self, state: State | None = None, **info) -> None:
-        """Get ready to add rows: mark the table incomplete in the sidecar and cut a torn last line. Writes
-        nothing if the table is already complete."""
-        self.state, self.info = state or self.state, info
+    def begin(self, **info) -> None:
+        """Get ready to add rows (after `load`): mark the table incomplete in the sidecar (with `info`) and cut
+        a torn last line. Writes nothing if the table is already complete."""
+        self.info = info
         if self.state.complete and len(self.state.done) == len(self.cells):
             return
         results.write_sidecar(self.path, self.config, complete=False, cells=len(self.cells), **self.info)

@@ -20,12 +20,9 @@
 from __future__ import annotations
 
 import contextlib
-import functools
-import hashlib
 import itertools
 import signal
 import threading
-import types
 from collections.abc import Callable
 from pathlib import Path
 
@@ -38,6 +35,7 @@ import isojax
 from isojax import _sweep_store as store
 from isojax import _validate as V
 from isojax import results
+from isojax._cell_identity import cell_identity
 
 __all__ = ["BATCHING", "cell_identity", "cells", "run_sweep"]
 
@@ -58,46 +56,6 @@ def cells(grid: dict[str, list]) -> list[dict]:
                 raise ValueError(f"grid[{name!r}] holds a text value with a line break: {v!r}")
     names = list(grid)
     return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*(grid[n] for n in names))]
-
-
-def _fingerprint(obj, depth: int = 0):
-    """A JSON-able description of code and the values it closes over, the same in every process."""
-    if isinstance(obj, types.CodeType):
-        return ["code", obj.co_code.hex(), [_fingerprint(c, depth) for c in obj.co_consts], list(obj.co_names)]
-    if isinstance(obj, functools.partial):
-        return ["partial", _fingerprint(obj.func, depth), _fingerprint(obj.args, depth),
-                _fingerprint(sorted(obj.keywords.items()), depth)]
-    if isinstance(obj, types.FunctionType):
-        if depth > 4:  # deep enough for closures of closures; beyond that the name stands for the function
-            return ["function", obj.__module__, obj.__qualname__]
-        closure = []
-        for c in obj.__closure__ or ():
-            try:
-                closure.append(_fingerprint(c.cell_contents, depth + 1))
-            except ValueError:  # an empty cell
-                closure.append(None)
-        return ["function", obj.__module__, obj.__qualname__, _fingerprint(obj.__code__, depth),
-                _fingerprint(obj.__defaults__ or (), depth),
-                _fingerprint(sorted((obj.__kwdefaults__ or {}).items()), depth), closure]
-    if isinstance(obj, (frozenset, set)):  # set order depends on the per-process string hash salt
-        return sorted(repr(_fingerprint(o, depth)) for o in obj)
-    if isinstance(obj, (tuple, list)):
-        return [_fingerprint(o, depth) for o in obj]
-    if obj is None or isinstance(obj, (str, int, float, complex, bool, bytes)):
-        return repr(obj)
-    if isinstance(obj, (np.ndarray, np.generic, jax.Array)):
-        arr = np.asarray(obj)
-        return ["array", str(arr.dtype), list(arr.shape), hashlib.sha256(arr.tobytes()).hexdigest()[:16]]
-    return ["object", type(obj).__module__, type(obj).__qualname__]
-
-
-def cell_identity(fn: Callable) -> dict:
-    """What makes a cell function itself: its module, qualified name and a digest of its code (bytecode and
-    constants, recursively), defaults and closure values (functions, arrays, numbers, text)."""
-    if not callable(fn):
-        raise ValueError(f"fn must be callable, got {fn!r}")
-    return {"module": getattr(fn, "__module__", None), "qualname": getattr(fn, "__qualname__", type(fn).__qualname__),
-            "code": results.config_hash(_fingerprint(fn))}
 
 
 def _is_static(value) -> bool:
@@ -182,11 +140,13 @@ def _deferred_sigint():
         signal.signal(signal.SIGINT, previous)
 
 
-def _interrupted(flag: dict) -> bool:
-    """Whether any process got SIGINT (so that every process stops after the same chunk)."""
+def _stop_all(interrupted: bool, error: Exception | None) -> tuple[bool, bool]:
+    """After each chunk: whether any process got SIGINT, and whether the writer failed to store, so that
+    every process stops after the same chunk (a lone process leaving would leave the others waiting)."""
     if jax.process_count() == 1:
-        return flag["hit"]
-    return bool(np.any(multihost_utils.process_allgather(np.int32(flag["hit"]))))
+        return interrupted, error is not None
+    flags = multihost_utils.process_allgather(np.asarray([interrupted, error is not None], np.int32))
+    return bool(np.any(flags[..., 0])), bool(np.any(flags[..., 1]))
 
 
 def _share_done(state: store.State | None, error: Exception | None, n: int) -> set[int]:
@@ -207,6 +167,52 @@ def _share_done(state: store.State | None, error: Exception | None, n: int) -> s
     return set(np.flatnonzero(mask[:n]).tolist())
 
 
+def _plan(fn, grid, seed, per_device, name, extra_config, cell_batching) -> tuple[list[dict], str, dict]:
+    """Validate the arguments (before anything is computed or written): the cells, the batching path for
+    this backend, and the configuration that identifies the table."""
+    all_cells = cells(grid)
+    V.positive_int("per_device", per_device)
+    if cell_batching not in BATCHING:
+        raise ValueError(f"cell_batching must be one of {BATCHING}, got {cell_batching!r}")
+    batching = cell_batching
+    if batching == "auto":  # the CPU keeps the LAPACK workaround
+        batching = "serial" if jax.default_backend() == "cpu" else "vectorised"
+    # the dtype is part of the configuration: a float32 table must not be resumed by a float64 run
+    config = {"name": name or getattr(fn, "__name__", "sweep"), "grid": grid, "seed": seed,
+              "dtype": str(V.float_dtype()), "cell_fn": cell_identity(fn), "isojax": isojax.__version__,
+              **(extra_config or {})}
+    return all_cells, batching, config
+
+
+def _open(table: store.SweepTable, stack: contextlib.ExitStack) -> tuple[store.State | None, Exception | None]:
+    """The writer takes the table's lock (held until `stack` closes) and reads and validates the table."""
+    try:
+        if not table.path.parent.exists():
+            table.path.parent.mkdir(parents=True)
+        stack.enter_context(results.exclusive_lock(table.path))
+        return table.load(), None
+    except (ValueError, OSError) as err:
+        return None, err
+
+
+def _cell_sharding() -> NamedSharding:
+    """The cell axis over every device of every process. Auto axes: the cell function stays
+    sharding-agnostic and XLA partitions the batch."""
+    devices = jax.devices()
+    mesh = jax.make_mesh((len(devices),), ("cells",), axis_types=(jax.sharding.AxisType.Auto,), devices=devices)
+    return NamedSharding(mesh, jax.P("cells"))
+
+
+def _chunks(fn, grid: dict, groups: dict, chunk: int, batching: str):
+    """(program, traced parameter names, cell ids) for each chunk, one compilation per static group."""
+    for static, todo in groups.items():
+        static_kw = dict(static)
+        dynamic = [k for k in grid if k not in static_kw]
+        program = _compile(fn, static_kw, dynamic, batching)
+        for start in range(0, len(todo), chunk):
+            yield program, dynamic, todo[start:start + chunk]
+
+
 def run_sweep(fn: Callable[..., dict], grid: dict[str, list], out, seed: int = 0, per_device: int = 16,
               name: str | None = None, progress: bool = True, extra_config: dict | None = None,
               vmapped: tuple[str, ...] = ("replicate",), cell_batching: str = "auto") -> list[dict]:
@@ -219,73 +225,41 @@ def run_sweep(fn: Callable[..., dict], grid: dict[str, list], out, seed: int = 0
     elsewhere), "serial" or "vectorised". Raises KeyboardInterrupt after storing the chunk that SIGINT
     interrupted.
     """
-    all_cells = cells(grid)
-    per_device = V.positive_int("per_device", per_device)
-    if cell_batching not in BATCHING:
-        raise ValueError(f"cell_batching must be one of {BATCHING}, got {cell_batching!r}")
-    batching = cell_batching
-    if batching == "auto":  # the CPU keeps the LAPACK workaround
-        batching = "serial" if jax.default_backend() == "cpu" else "vectorised"
+    all_cells, batching, config = _plan(fn, grid, seed, per_device, name, extra_config, cell_batching)
     out = Path(out)
-    # the dtype is part of the configuration: a float32 table must not be resumed by a float64 run
-    config = {"name": name or getattr(fn, "__name__", "sweep"), "grid": grid, "seed": seed,
-              "dtype": str(V.float_dtype()), "cell_fn": cell_identity(fn), "isojax": isojax.__version__,
-              **(extra_config or {})}
-    writer = jax.process_index() == 0
     table = store.SweepTable(out, config, all_cells, list(grid))
-    state, error = None, None
+    writer = jax.process_index() == 0  # one writer: it holds the lock and writes; the others compute
+    computed: list[dict] = []
     with contextlib.ExitStack() as stack:
+        done = _share_done(*(_open(table, stack) if writer else (None, None)), len(all_cells))
         if writer:
-            try:
-                if not out.parent.exists():
-                    out.parent.mkdir(parents=True)
-                stack.enter_context(results.exclusive_lock(out))
-                state = table.load()
-            except (ValueError, OSError) as err:
-                error = err
-        done = _share_done(state, error, len(all_cells))
-        groups = _groups(all_cells, done, vmapped)
-        if writer:
-            table.begin(state, batching=batching, processes=jax.process_count())
-        devices = jax.devices()
-        # Auto axes: the cell function stays sharding-agnostic and XLA partitions the batch over devices
-        mesh = jax.make_mesh((len(devices),), ("cells",), axis_types=(jax.sharding.AxisType.Auto,), devices=devices)
-        sharding = NamedSharding(mesh, jax.P("cells"))
+            table.begin(batching=batching, processes=jax.process_count())
+        sharding = _cell_sharding()
         base = jax.random.PRNGKey(seed)
-        chunk = per_device * len(devices)
         bar = None
         if progress and writer:
             from tqdm.auto import tqdm
-            bar = tqdm(total=len(all_cells), initial=len(done), desc=config["name"], unit="cell")
-        interrupted = False
-        computed: list[dict] = []
-        with _deferred_sigint() as flag:
-            for static, todo in groups.items():
-                static_kw = dict(static)
-                dynamic = [k for k in grid if k not in static_kw]
-                program = _compile(fn, static_kw, dynamic, batching)
-                for start in range(0, len(todo), chunk):
-                    ids = todo[start:start + chunk]
-                    result = _run_chunk(program, ids, all_cells, dynamic, base, sharding, per_device)
-                    rows = _rows(ids, all_cells, result)
-                    if writer:
-                        table.store(rows)
-                    else:
-                        computed += rows
-                    if bar is not None:
-                        bar.update(len(ids))
-                    if _interrupted(flag):
-                        interrupted = True
-                        break
-                if interrupted:
-                    break
+            bar = stack.enter_context(tqdm(total=len(all_cells), initial=len(done), desc=config["name"], unit="cell"))
+        flag = stack.enter_context(_deferred_sigint())
+        groups = _groups(all_cells, done, vmapped)
+        for program, dynamic, ids in _chunks(fn, grid, groups, sharding.mesh.size * per_device, batching):
+            result = _run_chunk(program, ids, all_cells, dynamic, base, sharding, per_device)
+            rows, error = _rows(ids, all_cells, result), None
+            try:
+                table.store(rows) if writer else computed.extend(rows)
+            except (ValueError, OSError) as err:
+                error = err
             if bar is not None:
-                bar.close()
+                bar.update(len(ids))
+            interrupted, failed = _stop_all(flag["hit"], error)
+            if error is not None:
+                raise error
+            if failed:
+                raise RuntimeError(f"process 0 could not store a chunk of {str(out)!r} (see its error message)")
             if interrupted:
                 raise KeyboardInterrupt(f"sweep {config['name']!r} interrupted; {str(out)!r} holds the finished "
                                         "cells and a rerun resumes it")
-        if writer:
-            finished = table.finish()
+        finished = table.finish() if writer else None
     if jax.process_count() > 1:
         multihost_utils.sync_global_devices("isojax sweep finished")  # the writer has finished the table
     if writer:

@@ -110,7 +110,16 @@ def test_same_seed_same_table_and_refuses_other_config(tmp_path):
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
 
 
-def test_cell_identity_follows_code_closure_and_version(tmp_path, monkeypatch):
+def _module_cell(scale: str, helper: str = "SCALE * x"):
+    """A cell function from a module of its own, with a constant and a recursive helper."""
+    namespace = {"__name__": "fake_module"}
+    exec(f"SCALE = {scale}\n"
+         f"def helper(x, n=1):\n    return {helper} if n == 0 else helper(x, n - 1)\n"
+         "def cell(key, family, n, d, knob):\n    return {'v': helper(knob)}\n", namespace)
+    return namespace["cell"]
+
+
+def test_cell_identity_follows_code_closure_module_helpers_and_version(tmp_path, monkeypatch):
     def make(scale):
         def cell(key, family, n, d, knob):
             return {"v": scale * knob + jax.random.normal(key)}
@@ -119,6 +128,11 @@ def test_cell_identity_follows_code_closure_and_version(tmp_path, monkeypatch):
     assert sweep.cell_identity(make(1.0)) == sweep.cell_identity(make(1.0))
     assert sweep.cell_identity(make(1.0)) != sweep.cell_identity(make(2.0))  # a closure value
     assert sweep.cell_identity(lambda k: k + 1) != sweep.cell_identity(lambda k: k + 2)  # a constant
+    # the helpers and constants of the cell's own module that it uses, recursively
+    assert sweep.cell_identity(_module_cell("1.0")) == sweep.cell_identity(_module_cell("1.0"))
+    assert sweep.cell_identity(_module_cell("1.0")) != sweep.cell_identity(_module_cell("2.0"))
+    assert sweep.cell_identity(_module_cell("1.0", "x * SCALE")) != sweep.cell_identity(_module_cell("1.0"))
+    assert sweep.cell_identity(jax.jit(_module_cell("1.0"))) != sweep.cell_identity(jax.jit(_module_cell("2.0")))
     _sweep(tmp_path / "a.csv", fn=make(1.0))
     with pytest.raises(ValueError, match="another configuration"):
         _sweep(tmp_path / "a.csv", fn=make(2.0))
