@@ -11,7 +11,8 @@
 - Many processes: after `jax.distributed.initialize()` every process builds the same chunk, feeds its own
   devices' slices, and receives the gathered results; process 0 alone holds the lock and writes.
 - The table (see `isojax.results`) is identified by a configuration that includes the cell function (module,
-  qualified name, a digest of its code, closure and defaults) and the isojax version. A rerun resumes a table
+  qualified name, a digest of its code, closure, defaults and the helpers and constants of its own module
+  that it uses: `cell_identity`) and the isojax version. A rerun resumes a table
   of the same configuration after validating every row, and refuses anything else before writing anything.
   Finished chunks are appended as complete lines (O(chunk)); the end sorts the table by cell (atomically).
 - SIGINT (Ctrl-C) lets the current chunk finish and be stored, then raises KeyboardInterrupt.
