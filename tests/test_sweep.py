@@ -245,3 +245,14 @@ def test_bad_grid(tmp_path, grid, match):
     with pytest.raises(ValueError, match=match):
         sweep.run_sweep(sweep_job.cell, grid, tmp_path / "x.csv")
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_outputs_that_change_columns_are_refused_and_the_table_stays_intact(tmp_path):
+    def cell(key, family, n, d, knob):  # family is static: each group may return other outputs
+        return {"a" if family == "cone" else "b": knob + jax.random.normal(key)}
+
+    out = tmp_path / "a.csv"
+    with pytest.raises(ValueError, match=r"the cell function returned columns \['b'\], the table .* has \['a'\]"):
+        _sweep(out, fn=cell)
+    assert [r["family"] for r in results.read_table(out)] == ["cone"] * 8  # the finished group, resumable
+    assert not out.with_name("a.csv.lock").exists()
