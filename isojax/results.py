@@ -102,8 +102,8 @@ def provenance() -> dict:
 # ----------------------------------------------------------------------------------------- values
 
 def _plain(value):
-    """numpy scalars -> Python scalars."""
-    return value.item() if isinstance(value, (np.generic, np.ndarray)) and np.ndim(value) == 0 else value
+    """numpy scalars -> Python scalars (other objects, e.g. 0-d arrays, are written by `str` as before)."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def format_value(value) -> str:
@@ -113,10 +113,13 @@ def format_value(value) -> str:
 
 
 def _type_of(value) -> str:
+    """A value's column type: by its Python type, or (an array, say) by the value rule on its text."""
     value = _plain(value)
     if isinstance(value, bool):
         return "bool"
-    return "int" if isinstance(value, int) else "float" if isinstance(value, float) else "str"
+    if isinstance(value, (int, float, str)):
+        return "int" if isinstance(value, int) else "float" if isinstance(value, float) else "str"
+    return value_kind(format_value(value))
 
 
 def column_types(rows: list[dict]) -> dict[str, str]:
