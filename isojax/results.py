@@ -240,11 +240,12 @@ def read_sidecar(path) -> dict | None:
 
 
 def save_table(rows: list[dict], out, config: dict) -> Path:
-    """Write rows (dicts with the same keys; a "cell" column is added if missing) as a CSV plus its JSON
-    sidecar (config, column types, versions, commit), each atomically."""
+    """Write rows (dicts with the same keys; a "cell" column is added if missing; sorted by cell) as a CSV plus
+    its JSON sidecar (config, column types, versions, commit), each atomically."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     rows = [{"cell": i, **r} if "cell" not in r else r for i, r in enumerate(rows)]
+    rows = sorted(rows, key=lambda r: int(r["cell"]))
     columns = list(rows[0]) if rows else ["cell"]
     atomic_write(out, csv_lines([columns]) + rows_text(rows, columns))
     write_sidecar(out, config, complete=True, columns=column_types(rows) if rows else {"cell": "int"})
