@@ -6,7 +6,7 @@ import time
 
 import jax
 
-from isojax import sweep
+from isojax import results
 
 
 def best_time(fn, *args, repeats: int = 20, warmup: int = 2) -> float:
@@ -23,7 +23,7 @@ def best_time(fn, *args, repeats: int = 20, warmup: int = 2) -> float:
 
 def machine() -> str:
     """CPU model, core count, JAX backend and version, dtype."""
-    m = sweep.machine()
+    m = results.machine()
     dtype = "float64" if jax.config.jax_enable_x64 else "float32"
     return (f"{m['cpu']}, {m['cores']} cores, jax {m['jax']} on {jax.default_backend()} "
             f"({m['devices'][0]}), {dtype}")

@@ -1,35 +1,46 @@
-"""Sweeps: a parameter grid -> chunks evaluated with jit(lax.map(...)), sharded over every device -> a CSV table.
+"""Sweeps: a parameter grid -> cells evaluated in chunks on every device of every process -> a results table.
 
 - Cells are the grid's cartesian product, numbered in order; cell i gets key fold_in(base, i), so no value
-  depends on chunking or device count. Within a chunk the cells run one after another (lax.map) on each
-  device; the devices run in parallel.
+  depends on chunking, device count or process count.
 - String, bool and integer parameters are static (they may change shapes): cells are grouped by them. Float
-  parameters, and the integer ones named in `vmapped` (by default "replicate"), are traced and vmapped.
-- Each chunk holds `per_device` cells per device on a one-axis mesh ("cells"), so every device runs the same
-  compiled program on the same batch size whatever the device count.
-- Resumable: the table on disk lists finished cells; a rerun computes only the rest. The table is rewritten
-  whole into a temporary file and renamed after each chunk, so a SIGKILL never leaves it half-written.
+  parameters, and the integer ones named in `vmapped` (by default "replicate"), are traced.
+- Each chunk holds `per_device` cells per device on a one-axis mesh ("cells") over `jax.devices()`, so every
+  device runs the same compiled program on the same batch size whatever the device count. Within a device
+  the cells run batched (vmap) on GPU/TPU and one after another (lax.map) on CPU, where batched LAPACK calls
+  (eigh, qr) can deadlock jaxlib's thread pool (0.10.2); `cell_batching` forces either path.
+- Many processes: after `jax.distributed.initialize()` every process builds the same chunk, feeds its own
+  devices' slices, and receives the gathered results; process 0 alone holds the lock and writes.
+- The table (see `isojax.results`) is identified by a configuration that includes the cell function (module,
+  qualified name, a digest of its code, closure, defaults and the helpers and constants of its own module
+  that it uses: `cell_identity`) and the isojax version. A rerun resumes a table
+  of the same configuration after validating every row, and refuses anything else before writing anything.
+  Finished chunks are appended as complete lines (O(chunk)); the end sorts the table by cell (atomically).
+- SIGINT (Ctrl-C) lets the current chunk finish and be stored, then raises KeyboardInterrupt.
 """
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import io
+import contextlib
 import itertools
-import json
-import os
-import platform
-import subprocess
+import signal
+import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import jax
-import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding
 
+import isojax
+from isojax import _sweep_store as store
 from isojax import _validate as V
+from isojax import results
+from isojax._cell_identity import cell_identity
+
+__all__ = ["BATCHING", "cell_identity", "cells", "run_sweep"]
+
+BATCHING = ("auto", "serial", "vectorised")
 
 
 def cells(grid: dict[str, list]) -> list[dict]:
@@ -39,177 +50,220 @@ def cells(grid: dict[str, list]) -> list[dict]:
     for name, values in grid.items():
         if not isinstance(values, (list, tuple)) or len(values) == 0:
             raise ValueError(f"grid[{name!r}] must be a non-empty list, got {values!r}")
+        for v in values:
+            if not isinstance(v, (str, bool, int, float, np.integer, np.floating, np.bool_)):
+                raise ValueError(f"grid[{name!r}] holds {v!r} of type {type(v).__name__}; use str, bool, int or float")
+            if isinstance(v, str) and ("\n" in v or "\r" in v):
+                raise ValueError(f"grid[{name!r}] holds a text value with a line break: {v!r}")
     names = list(grid)
-    return [dict(zip(names, combo)) for combo in itertools.product(*(grid[n] for n in names))]
+    return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*(grid[n] for n in names))]
 
 
 def _is_static(value) -> bool:
     return isinstance(value, (str, bool, int, np.integer)) and not isinstance(value, float)
 
 
-def config_hash(config: dict) -> str:
-    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _git_commit() -> str | None:
-    try:
-        here = Path(__file__).resolve().parent
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
-                              timeout=5).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def _versions() -> dict:
-    from importlib import metadata
-    out = {"python": platform.python_version()}
-    for pkg in ("isojax", "jax", "jaxlib", "numpy", "flax", "optax"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
-
-
-def machine() -> dict:
-    """Where something was measured: CPU model, core count, device kinds, jax and Python versions."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "devices": [str(d.device_kind) for d in jax.devices()],
-            "jax": jax.__version__, "python": platform.python_version()}
-
-
-def atomic_write(path: Path, text: str) -> None:
-    """Write text to path through a temporary file and a rename, so a reader never sees half a file."""
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _format(value) -> str:
-    if isinstance(value, (float, np.floating)):
-        return repr(float(value))  # shortest repr that round-trips: bit for bit
-    if isinstance(value, (np.integer, np.bool_)):
-        return str(value.item())
-    return str(value)
-
-
-def read_table(path) -> list[dict]:
-    """Rows of a results CSV as dicts of strings (use `float()` on the measured columns)."""
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def _write_table(path: Path, rows: list[dict]) -> None:
-    rows = sorted(rows, key=lambda r: int(r["cell"]))
-    columns = list(rows[0]) if rows else ["cell"]
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")  # quotes a text field holding a comma, quote or newline
-    writer.writerow(columns)
-    writer.writerows([_format(r[c]) for c in columns] for r in rows)
-    atomic_write(path, buf.getvalue())
-
-
-def _sidecar(config: dict, **extra) -> str:
-    return json.dumps({"config": config, "config_hash": config_hash(config), **extra, "versions": _versions(),
-                       "git_commit": _git_commit(), "devices": [str(d) for d in jax.devices()]},
-                      indent=2, default=str)
-
-
-def save_table(rows: list[dict], out, config: dict) -> Path:
-    """Write rows (dicts with the same keys) as a CSV plus its JSON sidecar (config, versions, commit)."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    rows = [{"cell": i, **r} if "cell" not in r else r for i, r in enumerate(rows)]
-    _write_table(out, rows)
-    atomic_write(out.with_name(out.name + ".json"), _sidecar(config))
-    return out
-
-
-def run_sweep(fn: Callable[..., dict], grid: dict[str, list], out, seed: int = 0, per_device: int = 16,
-              name: str | None = None, progress: bool = True, extra_config: dict | None = None,
-              vmapped: tuple[str, ...] = ("replicate",)) -> list[dict]:
-    """Evaluate `fn(key, **cell) -> dict of scalars` on every cell of `grid`; write `out` (CSV) and `out`.json.
-
-    Resumes from an existing table made by the same configuration; refuses (ValueError) one made by another.
-    Returns the rows, sorted by cell.
-    """
-    all_cells = cells(grid)
-    per_device = V.positive_int("per_device", per_device)
-    out = Path(out)
-    # the dtype is part of the configuration: a float32 table must not be resumed by a float64 run
-    config = {"name": name or getattr(fn, "__name__", "sweep"), "grid": grid, "seed": seed,
-              "dtype": str(V.float_dtype()), **(extra_config or {})}
-    digest = config_hash(config)
-    sidecar = out.with_name(out.name + ".json")
-    done: dict[int, dict] = {}
-    if out.exists():
-        meta = json.loads(sidecar.read_text()) if sidecar.exists() else {}
-        if meta.get("config_hash") != digest:
-            raise ValueError(f"out {str(out)!r} holds a table from another configuration; choose another path")
-        done = {int(r["cell"]): r for r in read_table(out)}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(sidecar, _sidecar(config, cells=len(all_cells)))
-
-    devices = jax.devices()
-    # Auto axes: the cell function stays sharding-agnostic and XLA partitions the vmapped batch.
-    mesh = jax.make_mesh((len(devices),), ("cells",), axis_types=(jax.sharding.AxisType.Auto,), devices=devices)
-    sharding = NamedSharding(mesh, jax.P("cells"))
-    chunk = per_device * len(devices)
-    base = jax.random.PRNGKey(seed)
+def _groups(all_cells: list[dict], done, vmapped) -> dict[tuple, list[int]]:
+    """The unfinished cells, grouped by the values of their static parameters (one compilation each)."""
     groups: dict[tuple, list[int]] = {}
     for i, cell in enumerate(all_cells):
         if i not in done:
             static = tuple((k, v) for k, v in cell.items() if _is_static(v) and k not in vmapped)
             groups.setdefault(static, []).append(i)
+    return groups
 
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=len(all_cells), initial=len(done), desc=config["name"], unit="cell")
-    compiled: dict[tuple, Callable] = {}
+
+def _compile(fn: Callable, static_kw: dict, dynamic: list[str], batching: str) -> Callable:
+    """jit of the chunk program: inputs [devices, per_device, ...]; vmap over the sharded device axis (a batch
+    of one per device), then within a device vmap (vectorised) or lax.map (serial) over its cells."""
+    def one(key, *dyn):
+        return fn(key, **static_kw, **dict(zip(dynamic, dyn, strict=True)))
+
+    if batching == "serial":
+        def per_device(keys, *dyn):
+            return jax.lax.map(lambda a: one(*a), (keys, *dyn))
+    else:
+        per_device = jax.vmap(one)
+    return jax.jit(jax.vmap(per_device))
+
+
+@jax.jit
+def _cell_keys(base, ids):
+    return jax.vmap(lambda i: jax.random.fold_in(base, i))(ids)
+
+
+def _global(array: np.ndarray, sharding: NamedSharding) -> jax.Array:
+    """A global array from the same host array in every process: each feeds its own devices' slices."""
+    return jax.make_array_from_callback(array.shape, sharding, lambda index: array[index])
+
+
+def _run_chunk(program, ids: list[int], all_cells, dynamic, base, sharding, per_device: int) -> dict:
+    """Evaluate the cells `ids` (at most one chunk); returns {output: host array [len(ids), ...]}."""
+    n_dev = sharding.mesh.size
+    chunk = n_dev * per_device
+    padded = ids + [ids[-1]] * (chunk - len(ids))  # pad with a repeat, dropped below
+    def feed(a):  # host [chunk, ...] -> global [devices, per_device, ...]
+        return _global(a.reshape((n_dev, per_device) + a.shape[1:]), sharding)
+    keys = np.asarray(_cell_keys(base, np.asarray(padded, np.int32)))
+    inputs = [feed(keys)] + [feed(np.asarray([all_cells[i][k] for i in padded], V.float_dtype())) for k in dynamic]
+    out = program(*inputs)
+    out = multihost_utils.process_allgather(out, tiled=True) if jax.process_count() > 1 else jax.device_get(out)
+    return {k: np.asarray(v).reshape((chunk,) + v.shape[2:])[:len(ids)] for k, v in out.items()}
+
+
+def _rows(ids: list[int], all_cells: list[dict], result: dict) -> list[dict]:
+    """One row per cell: cell, parameters, then each output (a vector output as name_0, name_1, ...)."""
+    rows = []
+    for j, i in enumerate(ids):
+        row = {"cell": i, **all_cells[i]}
+        for key, value in result.items():
+            value = value[j]
+            if value.ndim == 0:
+                row[key] = value.item()
+            else:
+                row.update({f"{key}_{t}": v.item() for t, v in enumerate(value.ravel())})
+        rows.append(row)
+    return rows
+
+
+@contextlib.contextmanager
+def _deferred_sigint():
+    """While the block runs, SIGINT only sets a flag (checked between chunks), so that an interrupt never
+    lands inside a running XLA program (which crashed the process) or between a chunk's compute and store."""
+    flag = {"hit": False}
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: flag.update(hit=True))
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _stop_all(interrupted: bool, error: Exception | None) -> tuple[bool, bool]:
+    """After each chunk: whether any process got SIGINT, and whether the writer failed to store, so that
+    every process stops after the same chunk (a lone process leaving would leave the others waiting)."""
+    if jax.process_count() == 1:
+        return interrupted, error is not None
+    flags = multihost_utils.process_allgather(np.asarray([interrupted, error is not None], np.int32))
+    return bool(np.any(flags[..., 0])), bool(np.any(flags[..., 1]))
+
+
+def _share_done(state: store.State | None, error: Exception | None, n: int) -> set[int]:
+    """Process 0 read the table (or failed to); every process gets the same set of finished cells."""
+    if jax.process_count() == 1:
+        if error is not None:
+            raise error
+        return set(state.done)
+    mask = np.zeros(n + 1, np.int8)
+    if state is not None:
+        mask[list(state.done)] = 1
+    mask[n] = error is not None
+    mask = np.asarray(multihost_utils.broadcast_one_to_all(mask))
+    if error is not None:
+        raise error
+    if mask[n]:
+        raise ValueError("process 0 refused the sweep (see its error message)")
+    return set(np.flatnonzero(mask[:n]).tolist())
+
+
+def _plan(fn, grid, seed, per_device, name, extra_config, cell_batching) -> tuple[list[dict], str, dict]:
+    """Validate the arguments (before anything is computed or written): the cells, the batching path for
+    this backend, and the configuration that identifies the table."""
+    all_cells = cells(grid)
+    V.positive_int("per_device", per_device)
+    if cell_batching not in BATCHING:
+        raise ValueError(f"cell_batching must be one of {BATCHING}, got {cell_batching!r}")
+    batching = cell_batching
+    if batching == "auto":  # the CPU keeps the LAPACK workaround
+        batching = "serial" if jax.default_backend() == "cpu" else "vectorised"
+    # the dtype is part of the configuration: a float32 table must not be resumed by a float64 run
+    config = {"name": name or getattr(fn, "__name__", "sweep"), "grid": grid, "seed": seed,
+              "dtype": str(V.float_dtype()), "cell_fn": cell_identity(fn), "isojax": isojax.__version__,
+              **(extra_config or {})}
+    return all_cells, batching, config
+
+
+def _open(table: store.SweepTable, stack: contextlib.ExitStack) -> tuple[store.State | None, Exception | None]:
+    """The writer takes the table's lock (held until `stack` closes) and reads and validates the table."""
+    try:
+        if not table.path.parent.exists():
+            table.path.parent.mkdir(parents=True)
+        stack.enter_context(results.exclusive_lock(table.path))
+        return table.load(), None
+    except (ValueError, OSError) as err:
+        return None, err
+
+
+def _cell_sharding() -> NamedSharding:
+    """The cell axis over every device of every process. Auto axes: the cell function stays
+    sharding-agnostic and XLA partitions the batch."""
+    devices = jax.devices()
+    mesh = jax.make_mesh((len(devices),), ("cells",), axis_types=(jax.sharding.AxisType.Auto,), devices=devices)
+    return NamedSharding(mesh, jax.P("cells"))
+
+
+def _chunks(fn, grid: dict, groups: dict, chunk: int, batching: str):
+    """(program, traced parameter names, cell ids) for each chunk, one compilation per static group."""
     for static, todo in groups.items():
         static_kw = dict(static)
         dynamic = [k for k in grid if k not in static_kw]
-        if static not in compiled:
-            def one(key, *dyn, static_kw=static_kw, dynamic=dynamic):
-                return fn(key, **static_kw, **dict(zip(dynamic, dyn)))
-            # lax.map, not vmap, over the cells of a chunk: batched LAPACK calls (eigh, qr) under vmap can
-            # deadlock jaxlib's CPU thread pool (0.10.2); cell by cell they run unbatched.
-            # Inputs are [devices, per_device]: vmap over the sharded device axis (a batch of one per device),
-            # then lax.map over that device's cells.
-            compiled[static] = jax.jit(jax.vmap(lambda keys, *dyn, one=one: jax.lax.map(lambda a: one(*a), (keys, *dyn))))
+        program = _compile(fn, static_kw, dynamic, batching)
         for start in range(0, len(todo), chunk):
-            ids = todo[start:start + chunk]
-            padded = ids + [ids[-1]] * (chunk - len(ids))  # pad with a repeat, dropped below
-            per_dev = lambda a: a.reshape((len(devices), per_device) + a.shape[1:])
-            keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.asarray(padded))
-            keys = jax.device_put(per_dev(keys), sharding)
-            dyn = [jax.device_put(per_dev(jnp.asarray([all_cells[i][k] for i in padded], V.float_dtype())), sharding)
-                   for k in dynamic]
-            result = jax.tree.map(lambda a: a.reshape((chunk,) + a.shape[2:]),
-                                  jax.device_get(compiled[static](keys, *dyn)))
-            for j, i in enumerate(ids):
-                row = {"cell": i, **all_cells[i]}
-                for key, value in result.items():
-                    value = np.asarray(value[j])
-                    if value.ndim == 0:
-                        row[key] = value.item()
-                    else:
-                        row.update({f"{key}_{t}": v.item() for t, v in enumerate(value.ravel())})
-                done[i] = row
-            _write_table(out, list(done.values()))
+            yield program, dynamic, todo[start:start + chunk]
+
+
+def run_sweep(fn: Callable[..., dict], grid: dict[str, list], out, seed: int = 0, per_device: int = 16,
+              name: str | None = None, progress: bool = True, extra_config: dict | None = None,
+              vmapped: tuple[str, ...] = ("replicate",), cell_batching: str = "auto") -> list[dict]:
+    """Evaluate `fn(key, **cell) -> dict of scalars or arrays` on every cell of `grid`; write `out` (CSV)
+    and `out`.json. Returns the rows, sorted by cell, typed as `results.read_table` types them.
+
+    Resumes a table of the same configuration; refuses (ValueError naming the file and the first bad row) a
+    table of another configuration, or one with rows outside the grid, disagreeing with it or unparseable;
+    TableLockedError if another process is writing `out`. `cell_batching`: "auto" (serial on CPU, vectorised
+    elsewhere), "serial" or "vectorised". Raises KeyboardInterrupt after storing the chunk that SIGINT
+    interrupted.
+    """
+    all_cells, batching, config = _plan(fn, grid, seed, per_device, name, extra_config, cell_batching)
+    out = Path(out)
+    table = store.SweepTable(out, config, all_cells, list(grid))
+    writer = jax.process_index() == 0  # one writer: it holds the lock and writes; the others compute
+    computed: list[dict] = []
+    with contextlib.ExitStack() as stack:
+        done = _share_done(*(_open(table, stack) if writer else (None, None)), len(all_cells))
+        if writer:
+            table.begin(batching=batching, processes=jax.process_count())
+        sharding = _cell_sharding()
+        base = jax.random.PRNGKey(seed)
+        bar = None
+        if progress and writer:
+            from tqdm.auto import tqdm
+            bar = stack.enter_context(tqdm(total=len(all_cells), initial=len(done), desc=config["name"], unit="cell"))
+        flag = stack.enter_context(_deferred_sigint())
+        groups = _groups(all_cells, done, vmapped)
+        for program, dynamic, ids in _chunks(fn, grid, groups, sharding.mesh.size * per_device, batching):
+            result = _run_chunk(program, ids, all_cells, dynamic, base, sharding, per_device)
+            rows, error = _rows(ids, all_cells, result), None
+            try:
+                table.store(rows) if writer else computed.extend(rows)
+            except (ValueError, OSError) as err:
+                error = err
             if bar is not None:
                 bar.update(len(ids))
-    if bar is not None:
-        bar.close()
-    if not done:
-        _write_table(out, [])
-    return sorted(done.values(), key=lambda r: int(r["cell"]))
+            interrupted, failed = _stop_all(flag["hit"], error)
+            if error is not None:
+                raise error
+            if failed:
+                raise RuntimeError(f"process 0 could not store a chunk of {str(out)!r} (see its error message)")
+            if interrupted:
+                raise KeyboardInterrupt(f"sweep {config['name']!r} interrupted; {str(out)!r} holds the finished "
+                                        "cells and a rerun resumes it")
+        finished = table.finish() if writer else None
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices("isojax sweep finished")  # the writer has finished the table
+    if writer:
+        return finished
+    # other processes: the table if they see it (a shared file system), else the rows computed in this run
+    return results.read_table(out) if out.exists() else sorted(computed, key=lambda r: r["cell"])

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import NamedSharding
 
 from isojax import _validate as V
 from isojax import head
@@ -72,15 +73,32 @@ def _stepper(config: tf.Config, tcfg: TrainConfig, penalty: Callable | None):
     return opt, step
 
 
+def _data_parallel(batch: int) -> tuple[NamedSharding, NamedSharding]:
+    """Shardings for data parallelism over every local device: the batch split on its first axis, the
+    parameters replicated. Raises ValueError if the batch does not divide evenly over the devices."""
+    devices = jax.local_devices()
+    if V.positive_int("tcfg.batch", batch) % len(devices):
+        raise ValueError(f"tcfg.batch {batch} must be a multiple of the {len(devices)} devices it is split over; "
+                         f"choose a batch of {len(devices) * max(batch // len(devices), 1)}")
+    mesh = jax.make_mesh((len(devices),), ("batch",), axis_types=(jax.sharding.AxisType.Auto,), devices=devices)
+    return NamedSharding(mesh, jax.P("batch")), NamedSharding(mesh, jax.P())
+
+
 def train(key, config: tf.Config, sequences, tcfg: TrainConfig = TrainConfig(), penalty: Callable | None = None,
           params: tf.Params | None = None, progress: bool = True, checkpoints: tuple[int, ...] = ()):
-    """Train on token sequences [n, T]; returns (params, losses [steps], {step: params} at `checkpoints`)."""
+    """Train on token sequences [n, T]; returns (params, losses [steps], {step: params} at `checkpoints`).
+
+    Each batch [tcfg.batch, T] is split over every local device (a one-axis mesh "batch"; the parameters are
+    replicated), so tcfg.batch must be a multiple of the device count. Losses agree with a one-device run to
+    float rounding (the batch mean is summed in another order)."""
     sequences = jnp.asarray(sequences)
     if sequences.ndim != 2:
         raise ValueError(f"sequences must have rank 2 [n, T], got shape {tuple(sequences.shape)}")
     V.token_ids("sequences", sequences, config.vocab)
+    batch_sharding, replicated = _data_parallel(tcfg.batch)
     k_init, k_loop = jax.random.split(key)
     params = params if params is not None else tf.init(k_init, config)
+    params = jax.device_put(params, replicated)
     opt, step = _stepper(config, dataclasses.replace(tcfg, penalty_weight=0.0), penalty)
     state = opt.init(params)
     weight = jnp.asarray(tcfg.penalty_weight, V.float_dtype())
@@ -93,7 +111,8 @@ def train(key, config: tf.Config, sequences, tcfg: TrainConfig = TrainConfig(), 
     for i in bar:
         k_batch, k_mask = draw(i)
         idx = jax.random.randint(k_batch, (tcfg.batch,), 0, sequences.shape[0])
-        params, state, loss = step(params, state, sequences[idx], k_mask, weight)
+        batch = jax.device_put(sequences[idx], batch_sharding)
+        params, state, loss = step(params, state, batch, k_mask, weight)
         losses.append(loss)
         if i + 1 in checkpoints:
             saved[i + 1] = params

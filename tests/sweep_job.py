@@ -1,4 +1,9 @@
-"""A small sweep run as a subprocess by test_sweep.py (device count set through XLA_FLAGS before jax loads)."""
+"""A small sweep run as a subprocess by test_sweep.py and test_distributed.py (the device count is set
+through XLA_FLAGS before jax loads).
+
+Usage: sweep_job.py OUT fast|slow [PROCESS_ID NUM_PROCESSES PORT]: with the last three, the process joins a
+local jax.distributed cluster first (CPU collectives through gloo). Exit 130 on KeyboardInterrupt (SIGINT),
+as the CLI does."""
 
 import sys
 import time
@@ -21,8 +26,20 @@ def slow_cell(key, family, n, d, knob):
     return cell(key, family, n, d, knob)
 
 
+def join_cluster(process_id: int, processes: int, port: int) -> None:
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator_address=f"127.0.0.1:{port}", num_processes=processes,
+                               process_id=process_id)
+
+
 if __name__ == "__main__":
     out, mode = sys.argv[1], sys.argv[2]
+    if len(sys.argv) > 3:
+        join_cluster(*map(int, sys.argv[3:6]))
     fn = slow_cell if mode == "slow" else cell
-    sweep.run_sweep(fn, GRID, out, seed=3, per_device=2, name="test", progress=False)
-    print(len(jax.devices()), "devices")
+    try:
+        rows = sweep.run_sweep(fn, GRID, out, seed=3, per_device=2, name="test", progress=False)
+    except KeyboardInterrupt as err:
+        print("interrupted:", err, file=sys.stderr)
+        sys.exit(130)
+    print(len(jax.devices()), "devices", jax.process_count(), "processes", len(rows), "rows")
