@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from isojax import distributions, experiment, head, plots, sweep
+from isojax import distributions, experiment, head, plots, results, sweep
 
 # one size: a few seconds at full resolution
 SIZES = {size: dict(vocab=256, d=16, knobs=[0.0, 0.5, 1.0, 2.0, 4.0]) for size in experiment.SIZE_NAMES}
@@ -44,7 +44,7 @@ def plot(out: Path, size: str = "quick") -> list[Path]:
     """Figure fisher_spectrum: eigenvalues of F by index, one line per knob, cone and spiked heads."""
     cfg = SIZES[size]
     d, vocab = cfg["d"], cfg["vocab"]
-    rows = experiment.read_rows(_table(out, size))
+    rows = results.read_table(_table(out, size))
     fig, axes = plots.figure(1, 2, width=plots.SINGLE * 1.6, height=2.0)
     for ax, family in zip(axes[0], ("cone", "spiked")):
         for i, r in enumerate(r for r in rows if r["family"] == family):

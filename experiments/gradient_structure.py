@@ -10,7 +10,7 @@ import numpy as np
 import optax
 
 from isojax import attention as att
-from isojax import experiment, plots, sweep, theory
+from isojax import experiment, plots, results, theory
 
 # instances: random attention / head instances; configs: how many of theory.T3_CONFIGS; steps: SGD/Adam steps
 SIZES = {
@@ -48,8 +48,8 @@ def compute(out: Path, size: str = "quick", seed: int = 0) -> list[Path]:
     rows = [{"instance": i, "t3a_rel_over_eps": float(a), "t3b_bk_grad_over_eps": float(b), "t2b_over_eps": float(c)}
             for i, (a, b, c) in enumerate(zip(t3["t3a"], t3["t3b_auto"], np.asarray(t2["t2b_closed"])))]
     return [
-        sweep.save_table(rows, out / "results" / "gradient_structure.csv", {"name": "gradient_structure", "seed": seed}),
-        sweep.save_table([{"step": s + 1, **{k: float(v.mean(0)[s]) for k, v in traj.items()}} for s in range(steps)],
+        results.save_table(rows, out / "results" / "gradient_structure.csv", {"name": "gradient_structure", "seed": seed}),
+        results.save_table([{"step": s + 1, **{k: float(v.mean(0)[s]) for k, v in traj.items()}} for s in range(steps)],
                          out / "results" / "mean_embedding_drift.csv", {"name": "mean_embedding_drift", "seed": seed}),
     ]
 
@@ -58,8 +58,8 @@ def compute(out: Path, size: str = "quick", seed: int = 0) -> list[Path]:
 def plot(out: Path, size: str = "quick") -> list[Path]:
     """Figure gradient_structure: histograms of the closed-form errors and of ∂ℓ/∂b_K, and φ̄'s drift."""
     out = Path(out)
-    rows = experiment.read_rows(out / "results" / "gradient_structure.csv")
-    drift = experiment.read_rows(out / "results" / "mean_embedding_drift.csv")
+    rows = results.read_table(out / "results" / "gradient_structure.csv")
+    drift = results.read_table(out / "results" / "mean_embedding_drift.csv")
     t3a = np.array([r["t3a_rel_over_eps"] for r in rows])
     t3b = np.array([r["t3b_bk_grad_over_eps"] for r in rows])
     t2b = np.array([r["t2b_over_eps"] for r in rows])

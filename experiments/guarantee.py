@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from isojax import experiment, head, isotropy, plots, stats, sweep, train
+from isojax import experiment, head, isotropy, plots, results, stats, train
 from isojax import transformer as tf
 from isojax.data import teacher as T
 
@@ -69,10 +69,10 @@ def compute(out: Path, size: str = "quick", seed: int = 0) -> list[Path]:
             probes.append({"teacher": label, "step": step, "isoscore_h": iso_h, **probe(h, y, y_hat),
                            "t5a_bound": 2 * eps})
     spearman = probe_spearman(probes, seed)
-    results = out / "results"
-    return [sweep.save_table(rows, results / "guarantee.csv", {"name": "guarantee", "seed": seed, "steps": steps}),
-            sweep.save_table(probes, results / "guarantee_probe.csv", {"name": "guarantee_probe", "seed": seed}),
-            sweep.save_table(spearman, results / "guarantee_probe_spearman.csv",
+    folder = out / "results"
+    return [results.save_table(rows, folder / "guarantee.csv", {"name": "guarantee", "seed": seed, "steps": steps}),
+            results.save_table(probes, folder / "guarantee_probe.csv", {"name": "guarantee_probe", "seed": seed}),
+            results.save_table(spearman, folder / "guarantee_probe_spearman.csv",
                              {"name": "guarantee_probe_spearman", "seed": seed})]
 
 
@@ -112,9 +112,9 @@ def plot(out: Path, size: str = "quick") -> list[Path]:
     """Figure guarantee: error against ε under the bound (T5a); the probe and the LM over training, and the
     probe's excess against IsoScore of h across teachers and checkpoints (T5b)."""
     out, vocab = Path(out), VOCAB
-    rows = experiment.read_rows(out / "results" / "guarantee.csv")
-    probes = experiment.read_rows(out / "results" / "guarantee_probe.csv")
-    spearman = experiment.read_rows(out / "results" / "guarantee_probe_spearman.csv")
+    rows = results.read_table(out / "results" / "guarantee.csv")
+    probes = results.read_table(out / "results" / "guarantee_probe.csv")
+    spearman = results.read_table(out / "results" / "guarantee_probe_spearman.csv")
     fig, axes = plots.figure(1, 3, width=plots.DOUBLE, height=2.8)
     ax = axes[0, 0]
     for i, (_, _, label) in enumerate(TEACHERS):

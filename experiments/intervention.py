@@ -9,7 +9,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from isojax import experiment, isotropy, keys, lm, plots, stats, sweep
+from isojax import experiment, isotropy, keys, lm, plots, results, stats
 
 SIZES = {
     "tiny": dict(strengths=[-1.0, 0.0, 1.0], seeds=[0], datasets=["gp:seasonality_24"], steps=10),
@@ -41,9 +41,9 @@ def compute(out: Path, size: str = "quick", seed: int = 0) -> list[Path]:
                 rows.append({"data": source, "strength": w, "seed": s, **res,
                              "isoscore_mean": float(np.mean([p["isoscore"] for p in per_layer[1:]]))})
                 layer_rows += [{"data": source, "strength": w, "seed": s, **p} for p in per_layer]
-    return [sweep.save_table(rows, out / "results" / "intervention.csv",
+    return [results.save_table(rows, out / "results" / "intervention.csv",
                              {"name": "intervention", "seed": seed, "steps": cfg["steps"]}),
-            sweep.save_table(layer_rows, out / "results" / "intervention_layers.csv",
+            results.save_table(layer_rows, out / "results" / "intervention_layers.csv",
                              {"name": "intervention_layers", "seed": seed})] + analyse(out / "results", seed)
 
 
@@ -98,15 +98,15 @@ def spearman_rows(rows: list[dict], seed: int = 0) -> list[dict]:
     return out
 
 
-def analyse(results: Path, seed: int = 0) -> list[Path]:
+def analyse(folder: Path, seed: int = 0) -> list[Path]:
     """From results/intervention.csv alone (no training): the tables intervention_effects and
     intervention_spearman, written next to it."""
-    results = Path(results)
-    rows = experiment.read_rows(results / "intervention.csv")
+    folder = Path(folder)
+    rows = results.read_table(folder / "intervention.csv")
     config = {"seed": seed, "source": "intervention.csv", "runs": len(rows)}
-    return [sweep.save_table(effect_rows(rows), results / "intervention_effects.csv",
+    return [results.save_table(effect_rows(rows), folder / "intervention_effects.csv",
                              {"name": "intervention_effects", **config}),
-            sweep.save_table(spearman_rows(rows, seed), results / "intervention_spearman.csv",
+            results.save_table(spearman_rows(rows, seed), folder / "intervention_spearman.csv",
                              {"name": "intervention_spearman", **config})]
 
 
@@ -116,7 +116,7 @@ def plot(out: Path, size: str = "quick") -> list[Path]:
     seeds."""
     out, cfg = Path(out), SIZES[size]
     strengths = cfg["strengths"]
-    rows = experiment.read_rows(out / "results" / "intervention.csv")
+    rows = results.read_table(out / "results" / "intervention.csv")
     fig, axes = plots.figure(1, 2, width=plots.SINGLE * 1.8, height=2.2)
     for j, source in enumerate(cfg["datasets"]):
         sel = [r for r in rows if r["data"] == source]

@@ -7,7 +7,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from isojax import distributions, experiment, isotropy, plots, sweep
+from isojax import distributions, experiment, isotropy, plots, results, sweep
 
 MEASURES = [
     ("isoscore", "IsoScore"),
@@ -57,7 +57,7 @@ def plot(out: Path, size: str = "quick") -> list[Path]:
     """Figure measures_vs_knob: one panel per measure, one line per family (mean over seeds)."""
     cfg = SIZES[size]
     n, d, reps, knobs = cfg["n"], cfg["d"], cfg["replicates"], cfg["knobs"]
-    rows = experiment.read_rows(_table(out, size))
+    rows = results.read_table(_table(out, size))
     fig, axes = plots.figure(2, 4, width=plots.DOUBLE, height=3.6)
     for ax, (col, label) in zip(axes.ravel(), MEASURES):
         for family in cfg["families"]:

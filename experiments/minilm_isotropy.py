@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from isojax import experiment, isotropy, plots, pretrained, sweep
+from isojax import experiment, isotropy, plots, pretrained, results
 from isojax import transformer as tf
 from isojax.data import real, tokens
 
@@ -72,7 +72,7 @@ def compute(out: Path, size: str = "quick", seed: int = 0) -> list[Path]:
     for kind, texts in (("numeric strings", numeric_strings(limit)), ("English sentences", english_sentences(limit))):
         rows += [{"text": kind, **r} for r in layer_measures(texts, params, config, key)]
     head_iso = float(isotropy.partition_isotropy(params.lm_head))
-    return [sweep.save_table(rows, out / "results" / "minilm_isotropy.csv",
+    return [results.save_table(rows, out / "results" / "minilm_isotropy.csv",
                              {"name": "minilm_isotropy", "seed": seed, "head_partition_isotropy": head_iso})]
 
 
@@ -80,7 +80,7 @@ def compute(out: Path, size: str = "quick", seed: int = 0) -> list[Path]:
 def plot(out: Path, size: str = "quick") -> list[Path]:
     """Figure minilm_isotropy: IsoScore, clustered cosine and raw mean cosine by layer, numbers vs English."""
     table = Path(out) / "results" / "minilm_isotropy.csv"
-    rows = experiment.read_rows(table)
+    rows = results.read_table(table)
     head_iso = json.loads(table.with_name(table.name + ".json").read_text())["config"]["head_partition_isotropy"]
     fig, axes = plots.figure(1, 3, width=plots.DOUBLE, height=2.1)
     for ax, (col, label) in zip(axes[0], (("isoscore", "IsoScore"), ("clustered_cosine", "clustered cosine"),

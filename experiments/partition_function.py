@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from isojax import distributions, experiment, head, isotropy, plots, sweep, theory
+from isojax import distributions, experiment, head, isotropy, plots, results, sweep, theory
 
 SIGMA2 = 0.25  # row variance of the Gaussian heads
 D = 16  # dimension of the T4a heads
@@ -84,9 +84,9 @@ def compute(out: Path, size: str = "quick", seed: int = 0) -> list[Path]:
 def plot(out: Path, size: str = "quick") -> list[Path]:
     """Figure partition_function: I(Φ) against the closed form, the spread of log Z against V, and T4b."""
     cfg, tables = SIZES[size], _tables(out, size)
-    by_knob = experiment.read_rows(tables["partition_vs_knob"])
-    by_vocab = experiment.read_rows(tables["partition_vs_vocab"])
-    t4b = experiment.read_rows(tables["t4b_contexts"])
+    by_knob = results.read_table(tables["partition_vs_knob"])
+    by_vocab = results.read_table(tables["partition_vs_vocab"])
+    t4b = results.read_table(tables["t4b_contexts"])
     d, knobs, vocabs, families = D, KNOBS, cfg["vocabs"], FAMILIES
 
     fig, axes = plots.figure(1, 3, width=plots.DOUBLE, height=2.3)

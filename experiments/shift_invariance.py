@@ -7,7 +7,7 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
-from isojax import experiment, head, plots, sweep, theory
+from isojax import experiment, head, plots, results, theory
 
 # one size: the figure is cheap at full resolution
 SIZES = {size: dict(vocab=64, dim=8, shifts=29, norms=17) for size in experiment.SIZE_NAMES}
@@ -40,7 +40,7 @@ def compute(out: Path, size: str = "quick", seed: int = 0) -> list[Path]:
                      "naive_float32": float(np.max(np.abs(naive - ref))) if np.all(np.isfinite(naive)) else float("inf"),
                      "stable_float64": float(np.max(np.abs(f64 - ref))),
                      "eps32_scale": float(np.finfo(np.float32).eps * (a + np.abs(z64).max()))})
-    tables = [sweep.save_table(rows, out / "results" / "shift_invariance.csv", {"name": "shift_invariance", "seed": seed})]
+    tables = [results.save_table(rows, out / "results" / "shift_invariance.csv", {"name": "shift_invariance", "seed": seed})]
 
     # T1b: KL(p(h) ‖ p(h+λ)) along null(Φ_c) and along random directions, as |λ| grows
     low = rng.normal(size=(vocab, 3)) @ rng.normal(size=(3, dim))
@@ -56,7 +56,7 @@ def compute(out: Path, size: str = "quick", seed: int = 0) -> list[Path]:
         kl_rows.append({"norm": float(norm),
                         "kl_null": float(head.kl_divergence(lp, head.log_probs(phi_b, h + lam_null))),
                         "kl_random": float(head.kl_divergence(lp, head.log_probs(phi_b, h + lam_rand)))})
-    tables.append(sweep.save_table(kl_rows, out / "results" / "shift_invariance_kl.csv",
+    tables.append(results.save_table(kl_rows, out / "results" / "shift_invariance_kl.csv",
                                    {"name": "shift_invariance_kl", "seed": seed}))
     return tables
 
@@ -65,8 +65,8 @@ def compute(out: Path, size: str = "quick", seed: int = 0) -> list[Path]:
 def plot(out: Path, size: str = "quick") -> list[Path]:
     """Figure shift_invariance: T1a error against the shift, T1b KL against ‖λ‖."""
     out = Path(out)
-    rows = experiment.read_rows(out / "results" / "shift_invariance.csv")
-    kl = experiment.read_rows(out / "results" / "shift_invariance_kl.csv")
+    rows = results.read_table(out / "results" / "shift_invariance.csv")
+    kl = results.read_table(out / "results" / "shift_invariance_kl.csv")
     table = {k: np.array([r[k] for r in rows]) for k in rows[0]}
     shifts = table["shift"]
     sizes = np.array([r["norm"] for r in kl])

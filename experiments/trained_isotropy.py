@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
-from isojax import experiment, keys, lm, plots, stats, sweep
+from isojax import experiment, keys, lm, plots, results, stats
 from isojax.data import gp, real
 
 # the 10 GP kernels, the real sets and the teacher. fertility is left out: its 40 series of 54 yearly values
@@ -74,22 +74,22 @@ def compute(out: Path, size: str = "quick", seed: int = 0) -> list[Path]:
             pca_rows += _pca_rows(source, hidden)
         print(f"  {name} (seed {s}): NMSE {res['nmse']:.3f}, last-layer IsoScore {per_layer[-1]['isoscore']:.3f}",
               flush=True)
-    results = _results(out)
-    tables = [sweep.save_table(summary, results / "trained_isotropy_runs.csv",
+    folder = _results(out)
+    tables = [results.save_table(summary, folder / "trained_isotropy_runs.csv",
                                {"name": "trained_isotropy", "seed": seed, "steps": steps}),
-              sweep.save_table(layers_rows, results / "trained_isotropy_layers.csv",
+              results.save_table(layers_rows, folder / "trained_isotropy_layers.csv",
                                {"name": "trained_isotropy_layers", "seed": seed}),
-              sweep.save_table(pca_rows, results / "trained_isotropy_pca.csv", {"name": "trained_isotropy_pca", "seed": seed})]
+              results.save_table(pca_rows, folder / "trained_isotropy_pca.csv", {"name": "trained_isotropy_pca", "seed": seed})]
     nmse = [s["nmse"] for s in summary]
     corr = {m: stats.spearman_bootstrap([s[m] for s in summary], nmse, seed) for m in MEASURES}
     within = {m: stats.within_group_spearman(summary, m, "nmse", "data", seed) for m in MEASURES}
-    tables.append(sweep.save_table(
+    tables.append(results.save_table(
         [{"measure": m, "scope": "pooled over runs", "spearman_rho": r, "ci_low": lo, "ci_high": hi,
           "runs": len(summary), "datasets": len({s["data"] for s in summary})} for m, (r, lo, hi) in corr.items()]
         + [{"measure": m, "scope": "within dataset, mean", "spearman_rho": r, "ci_low": lo, "ci_high": hi,
             "runs": len(summary), "datasets": n} for m, (r, lo, hi, n) in within.items()],
-        results / "trained_isotropy_spearman.csv", {"name": "trained_isotropy_spearman", "seed": seed}))
-    return tables + analyse(results, seed)
+        folder / "trained_isotropy_spearman.csv", {"name": "trained_isotropy_spearman", "seed": seed}))
+    return tables + analyse(folder, seed)
 
 
 def _factors(summary: list[dict]) -> dict:
@@ -151,19 +151,19 @@ def by_tokenizer_rows(summary: list[dict]) -> list[dict]:
     return rows
 
 
-def analyse(results: Path, seed: int = 0) -> list[Path]:
+def analyse(folder: Path, seed: int = 0) -> list[Path]:
     """From results/trained_isotropy_runs.csv alone (no training): the tables trained_isotropy_effects
     (fixed-effects slopes, intervals, MDE), trained_isotropy_confound (variance shares) and
     trained_isotropy_by_tokenizer, written next to it. Runs without a seed column count as seed 0."""
-    results = Path(results)
-    summary = experiment.read_rows(results / "trained_isotropy_runs.csv")
+    folder = Path(folder)
+    summary = results.read_table(folder / "trained_isotropy_runs.csv")
     config = {"seed": seed, "source": "trained_isotropy_runs.csv", "runs": len(summary),
               "seeds": sorted({s.get("seed", 0) for s in summary})}
-    return [sweep.save_table(effect_rows(summary, seed), results / "trained_isotropy_effects.csv",
+    return [results.save_table(effect_rows(summary, seed), folder / "trained_isotropy_effects.csv",
                              {"name": "trained_isotropy_effects", "draws": 2000, **config}),
-            sweep.save_table(confound_rows(summary), results / "trained_isotropy_confound.csv",
+            results.save_table(confound_rows(summary), folder / "trained_isotropy_confound.csv",
                              {"name": "trained_isotropy_confound", **config}),
-            sweep.save_table(by_tokenizer_rows(summary), results / "trained_isotropy_by_tokenizer.csv",
+            results.save_table(by_tokenizer_rows(summary), folder / "trained_isotropy_by_tokenizer.csv",
                              {"name": "trained_isotropy_by_tokenizer", **config})]
 
 
@@ -187,21 +187,21 @@ def _pca_rows(source: str, hidden: np.ndarray) -> list[dict]:
 def plot(out: Path, size: str = "quick") -> list[Path]:
     """Figures t6_{clustered_cosine,best_k,isoscore}_by_layer, t6_pca_grid and t6_isotropy_vs_nmse, from the
     tables alone."""
-    results = _results(out)
-    summary = experiment.read_rows(results / "trained_isotropy_runs.csv")
-    layers_rows = experiment.read_rows(results / "trained_isotropy_layers.csv")
-    steps = json.loads((results / "trained_isotropy_runs.csv.json").read_text())["config"]["steps"]
-    rho = experiment.read_rows(results / "trained_isotropy_spearman.csv")
+    folder = _results(out)
+    summary = results.read_table(folder / "trained_isotropy_runs.csv")
+    layers_rows = results.read_table(folder / "trained_isotropy_layers.csv")
+    steps = json.loads((folder / "trained_isotropy_runs.csv.json").read_text())["config"]["steps"]
+    rho = results.read_table(folder / "trained_isotropy_spearman.csv")
     corr = {r["measure"]: (r["spearman_rho"], r["ci_low"], r["ci_high"]) for r in rho if r["scope"] == "pooled over runs"}
     within = {r["measure"]: (r["spearman_rho"], r["ci_low"], r["ci_high"], int(r["datasets"])) for r in rho
               if r["scope"] != "pooled over runs"}
-    effects = {r["measure"]: r for r in experiment.read_rows(results / "trained_isotropy_effects.csv")}
+    effects = {r["measure"]: r for r in results.read_table(folder / "trained_isotropy_effects.csv")}
     fig_dir = Path(out) / "figures"
     # the by-layer figures show one seed (the first); the scatter shows every run
     first = min(s.get("seed", 0) for s in summary)
     paths = by_layer_figures([s for s in summary if s.get("seed", 0) == first],
                              [r for r in layers_rows if r.get("seed", 0) == first], int(steps), fig_dir)
-    paths += pca_figure(experiment.read_rows(results / "trained_isotropy_pca.csv"), fig_dir)
+    paths += pca_figure(results.read_table(folder / "trained_isotropy_pca.csv"), fig_dir)
     paths += isotropy_vs_nmse_figure(summary, corr, within, fig_dir, effects)
     return paths
 

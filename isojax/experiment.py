@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from types import ModuleType
 
-__all__ = ["SIZE_NAMES", "find_root", "names", "load", "run", "main", "reproduce", "read_rows", "tag"]
+__all__ = ["SIZE_NAMES", "find_root", "names", "load", "run", "main", "reproduce", "tag"]
 
 SIZE_NAMES = ("tiny", "quick", "full")
 _PACKAGE = "isojax_experiments"  # the module name the scripts are loaded under (not `experiments`: too common)
@@ -103,13 +103,13 @@ def reproduce(out: Path, size: str = "quick", only: list[str] | None = None, see
 
 def _record_timing(path: Path, mode: str, name: str, seconds: float, seed: int) -> None:
     """Merge one experiment's wall time into path ({mode: {name: entry}})."""
-    from isojax import sweep
+    from isojax import results
 
     table = json.loads(path.read_text()) if path.exists() else {}
     table.setdefault(mode, {})[name] = {"seconds": round(seconds, 1), "seed": seed,
-                                        "date": time.strftime("%Y-%m-%d %H:%M"), **sweep.machine()}
+                                        "date": time.strftime("%Y-%m-%d %H:%M"), **results.machine()}
     path.parent.mkdir(parents=True, exist_ok=True)
-    sweep.atomic_write(path, json.dumps(table, indent=2))
+    results.atomic_write(path, json.dumps(table, indent=2))
 
 
 def main(script: str, argv: list[str] | None = None) -> int:
@@ -134,21 +134,3 @@ def main(script: str, argv: list[str] | None = None) -> int:
 def tag(size: str) -> str:
     """The suffix of a table's file name at this size ("_tiny", "_quick", "" for full)."""
     return {"tiny": "_tiny", "quick": "_quick", "full": ""}[_size(size)]
-
-
-def read_rows(path: Path) -> list[dict]:
-    """A results table's rows with typed values: int where the text is an integer, float where it parses as
-    one, True/False as bool, anything else the text itself."""
-    from isojax import sweep
-
-    def typed(text: str):
-        if text in ("True", "False"):
-            return text == "True"
-        for kind in (int, float):
-            try:
-                return kind(text)
-            except ValueError:
-                pass
-        return text
-
-    return [{k: typed(v) for k, v in row.items()} for row in sweep.read_table(path)]

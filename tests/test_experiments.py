@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from isojax import experiment, sweep
+from isojax import experiment, results
 from tests.conftest import ROOT, subprocess_env
 
 
 
 def _table(out, name):
-    rows = sweep.read_table(out / "results" / name)
+    rows = results.read_table(out / "results" / name)
     assert rows, name
     return rows
 
