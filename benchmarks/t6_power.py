@@ -16,13 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from isojax import experiment, stats
+from isojax import results, stats
 
 MEASURES = ("isoscore_last", "clustered_cosine_last", "isoscore_mean")
 
 
 def main(path: Path) -> None:
-    runs = experiment.read_rows(path)
+    runs = results.read_table(path)
     y = np.log([r["nmse"] for r in runs])
     factors = {"data": [r["data"] for r in runs], "variant": [f"{r['tokenizer']}|{r['arch']}" for r in runs]}
     print(f"{path}: {len(runs)} runs, {len(set(factors['data']))} datasets, {len(set(factors['variant']))} variants")
