@@ -43,7 +43,7 @@ LIMITS: dict[str, tuple[int, int]] = {
     "steps": (1, 10_000_000),
     "max_sequences": (1, 1_000_000),
     "max_len": (2, 4096),
-    "max_points": (2, 1_000_000),
+    "max_points": (3, 1_000_000),
 }
 
 _SWEEP_KEYS = {"grid", "seed", "out"}
