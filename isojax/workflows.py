@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import re
 from pathlib import Path
 
 import jax
@@ -208,9 +209,14 @@ def embed_text(model: str, text: Path, pooling: str | None, max_len: int, out: P
 
 # ----------------------------------------------------------------------------------------- measure
 
+def _natural(name: str) -> list:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
 def read_hidden(path: Path) -> dict[str, np.ndarray]:
     """Hidden states from a file, one [n, d] array per layer in file order: .npy [n, d] or [layers, n, d]; .npz
-    with `hidden` ([n, d] or [layers, n, d]) or else one named [n, d] array per layer; .safetensors likewise."""
+    with `hidden` ([n, d] or [layers, n, d]) or else one named [n, d] array per layer; .safetensors likewise (its
+    names in natural order, as the format keeps none). -> {layer name: [n, d]}"""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"file {str(path)!r}: no such file" if not path.exists() else f"{str(path)!r} is not a file")
@@ -222,7 +228,8 @@ def read_hidden(path: Path) -> dict[str, np.ndarray]:
                 arrays = {k: z[k] for k in z.files}
         elif path.suffix == ".safetensors":
             from safetensors.numpy import load_file
-            arrays = load_file(str(path))
+            loaded = load_file(str(path))  # the format keeps no order: names in natural order (h.2 before h.10)
+            arrays = {k: loaded[k] for k in sorted(loaded, key=_natural)}
         else:
             raise ValueError(f"file {str(path)!r} must be .npy, .npz or .safetensors")
     except ValueError:
