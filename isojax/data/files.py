@@ -110,6 +110,6 @@ def check_series(series: list, names: list[str] | None = None, min_length: int =
             raise ValueError(f"{name} has {bad.size} non-finite values (NaN, inf or empty cells), first at index "
                              f"{bad[0]}")
         if np.all(s == s[0]):
-            raise ValueError(f"{name} is constant ({s[0]!r} throughout): nothing to model")
+            raise ValueError(f"{name} is constant ({float(s[0])!r} throughout): nothing to model")
         out.append(s)
     return out
