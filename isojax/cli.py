@@ -229,7 +229,8 @@ def _add_check(sub, fmt) -> None:
 def _add_sweep(sub, fmt) -> None:
     sw = sub.add_parser("sweep", formatter_class=fmt,
                         help="isotropy measures over a grid of synthetic families (resumable CSV + JSON sidecar)")
-    sw.add_argument("--config", help="JSON file {grid: {family, n, d, knob, replicate}, seed, out}; overrides the flags")
+    sw.add_argument("--config",
+                    help="JSON file {grid: {family, n, d, knob, replicate}, seed, out}; overrides the flags")
     sw.add_argument("--families", nargs="+", default=["cone", "spiked", "mixture"], help="synthetic families")
     sw.add_argument("--knobs", nargs="+", type=float, default=[0.0, 0.5, 1.0, 2.0], help="anisotropy knobs")
     sw.add_argument("--n", type=int, default=500, help="points per cloud (2 to 20000)")

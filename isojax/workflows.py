@@ -102,7 +102,8 @@ def train_model(data: str, tokenizer: str, arch: str, layers: int, d_model: int,
                        max_len=seq_len, causal=arch == "decoder")
     out = check_output(out, ".safetensors")
     built = corpus.build(data, tok, jax.random.PRNGKey(seed), seq_len=seq_len)
-    params, losses, _ = train.train(jax.random.PRNGKey(seed + 1), config, built.sequences, train.TrainConfig(steps=steps))
+    params, losses, _ = train.train(jax.random.PRNGKey(seed + 1), config, built.sequences,
+                                    train.TrainConfig(steps=steps))
     if not np.isfinite(losses).all() or not all(np.isfinite(np.asarray(p)).all() for p in jax.tree.leaves(params)):
         raise ValueError(f"training diverged (final loss {losses[-1]}); nothing was saved to {str(out)!r}")
     meta = {"tokenizer": corpus.tokenizer_spec(tok), "data": data, "data_sha256": _file_digest(data),
@@ -142,7 +143,8 @@ def embed_data(model: str, data: str, tokenizer: str | None, max_sequences: int,
         digits = tokens.DigitTokenizer(precision=1, digits=3)
         texts = [digits.to_text(s[:40]) for s in series]
         ids, mask = pretrained.encode(texts)
-        hidden = jax.vmap(lambda t, m: tf.forward(params, t, config, key_mask=m)[0])(jnp.asarray(ids), jnp.asarray(mask))
+        hidden = jax.vmap(lambda t, m: tf.forward(params, t, config, key_mask=m)[0])(jnp.asarray(ids),
+                                                                                     jnp.asarray(mask))
         hidden = np.moveaxis(np.asarray(hidden), 1, 0)[:, mask]  # [L+1, real tokens, d]
     else:
         params, config, meta = train.load(model)
@@ -203,7 +205,8 @@ def embed_text(model: str, text: Path, pooling: str | None, max_len: int, out: P
         hidden, index, position = np.asarray(emb.hidden), emb.input, emb.position
     else:
         hidden, index, position = _embed_texts_standin(model, texts, pooling, max_len)
-    _write_npz(out, hidden=hidden, text_index=np.asarray(index, np.int64), token_position=np.asarray(position, np.int64))
+    _write_npz(out, hidden=hidden, text_index=np.asarray(index, np.int64),
+               token_position=np.asarray(position, np.int64))
     return hidden
 
 

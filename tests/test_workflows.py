@@ -6,17 +6,13 @@ import re
 import subprocess
 import sys
 
-import jax
 import numpy as np
 import pytest
 
 from isojax import isotropy, train, workflows
-from isojax import transformer as tf
-from isojax.data import corpus
 
 from .conftest import ROOT, subprocess_env
 
-KEY = jax.random.PRNGKey(0)
 
 
 def test_check_output_accepts_new_and_existing_files_and_creates_nothing(tmp_path):
