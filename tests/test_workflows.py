@@ -14,7 +14,6 @@ from isojax import isotropy, train, workflows
 from .conftest import ROOT, subprocess_env
 
 
-
 def test_check_output_accepts_new_and_existing_files_and_creates_nothing(tmp_path):
     assert workflows.check_output(tmp_path / "a" / "b" / "t.csv", ".csv") == tmp_path / "a" / "b" / "t.csv"
     (tmp_path / "t.csv").write_text("x")
