@@ -138,6 +138,7 @@ CASES = [
     (["measure", "h4.npy"], 2, "must be [n, d] or [layers, n, d], got shape (2, 3, 4, 5)"),
     (["measure", "ragged.npz"], 2, "every per-layer array must be [n, d]"),
     (["measure", "cut.npz"], 2, "could not be read (truncated or corrupt?)"),
+    (["measure", "cube.npy", "--measures", "isoscore", "roundness"], 2, "unknown measures ['roundness']"),
     (["measure", "cube.npy", "--max-points", "2"], 2, "--max-points must be an integer"),
     (["measure", "cube.npy", "--out", "a_dir"], 2, "must end in .csv"),
     (["measure", "cube.npy", "--out", "a_file/m.csv"], 2, "is a file, not a folder"),
