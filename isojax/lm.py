@@ -4,6 +4,7 @@ model (forecast NMSE and the isotropy of every layer's hidden states)."""
 from __future__ import annotations
 
 import hashlib
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -41,12 +42,46 @@ def layer_rows(hidden, key: jax.Array) -> list[dict]:
     return rows
 
 
+def _losses_path(path: Path) -> Path:
+    return path.with_suffix(".losses.npy")
+
+
+def _sha256(a: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
+
+
+def _load_cached(path: Path, run: str):
+    """(params, losses) of the cache entry at path for run, or None when there is none or it cannot be used:
+    a corrupt or foreign checkpoint (checksum, metadata of another run) or a missing or altered losses file is
+    named in a warning and retrained, never trusted."""
+    if not path.exists():
+        return None
+    try:
+        params, _, meta = train.load(path)
+        if meta.get("run") != run:
+            raise ValueError(f"it was written for run {meta.get('run')!r}, not {run!r}")
+        losses_file = _losses_path(path)
+        if not losses_file.exists():
+            raise ValueError(f"its losses file {str(losses_file)!r} is missing")
+        try:
+            losses = np.load(losses_file, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as err:
+            raise ValueError(f"its losses file {str(losses_file)!r} cannot be read: {err}") from None
+        if _sha256(losses) != meta.get("losses_sha256"):
+            raise ValueError(f"its losses file {str(losses_file)!r} does not match the checkpoint's checksum")
+    except ValueError as err:
+        warnings.warn(f"model cache entry {str(path)!r} is unusable ({err}); retraining it", stacklevel=3)
+        return None
+    return params, losses
+
+
 def train_and_measure(key: jax.Array, source: str, tokenizer: str, arch: str, steps: int, seq_len: int = 64,
                       penalty: Callable | None = None, penalty_weight: float = 0.0, samples: int = 10,
                       points: int = 1024, cache: Path | None = None):
     """Train an `arch` model on `source` tokenized by `tokenizer` (or load the checkpoint cached under `cache`
-    by an earlier identical run); return (forecast NMSE, final loss and head partition isotropy; per-layer
-    measures; hidden states [n, L + 1, T, d] of the first points // seq_len training windows)."""
+    by an earlier identical run, verified first: see `_load_cached`); return (forecast NMSE, final loss and head
+    partition isotropy; per-layer measures; hidden states [n, L + 1, T, d] of the first points // seq_len
+    training windows)."""
     if arch not in ARCHS:
         raise ValueError(f"arch must be one of {sorted(ARCHS)}, got {arch!r}")
     k_data, k_train, k_eval, k_measure = jax.random.split(key, 4)
@@ -60,17 +95,21 @@ def train_and_measure(key: jax.Array, source: str, tokenizer: str, arch: str, st
              "penalty": getattr(penalty, "__name__", None), "dtype": str(V.float_dtype()),
              # the training tokens themselves, so a change in how a corpus is built never reuses a stale model
              "tokens": hashlib.sha256(np.ascontiguousarray(data.sequences).tobytes()).hexdigest()[:16]}
-    path = None if cache is None else Path(cache) / f"{keys.digest(ident)}.safetensors"
-    if path is not None and path.exists():
-        params, _ = train.load(path)
-        losses = np.load(path.with_suffix(".losses.npy"))
+    run = keys.digest(ident)
+    path = None if cache is None else Path(cache) / f"{run}.safetensors"
+    cached = _load_cached(path, run) if path is not None else None
+    if cached is not None:
+        params, losses = cached
     else:
         params, losses, _ = train.train(k_train, config, jnp.asarray(data.sequences), tcfg, penalty=penalty,
                                         progress=False)
         if path is not None:
+            meta = {"run": run, "tokenizer": corpus.tokenizer_spec(data.tokenizer), "data": source, "steps": steps,
+                    "seed": ident["key"], "arch": arch, "penalty": ident["penalty"],
+                    "penalty_weight": float(penalty_weight), "losses_sha256": _sha256(losses)}
             path.parent.mkdir(parents=True, exist_ok=True)
-            np.save(path.with_suffix(".losses.npy"), losses)  # first, so a model file implies its losses
-            train.save(path, params, config)
+            np.save(_losses_path(path), losses)  # first, so a model file implies its losses
+            train.save(path, params, config, meta)
     nmse = train.evaluate_forecasts(k_eval, params, config, data, samples=samples)
     seqs = jnp.asarray(data.sequences[: max(points // seq_len, 1)])
     hidden = np.asarray(jax.vmap(lambda s: tf.forward(params, s, config)[0])(seqs))  # [n, L+1, T, d]

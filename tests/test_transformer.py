@@ -72,7 +72,7 @@ def test_t5_like_config_initialises_and_runs():
 def test_checkpoint_round_trip_with_new_switches(tmp_path):
     cfg = tf.Config(**T5_LIKE)
     params = tf.init(KEY, cfg)
-    loaded, cfg2 = train.load(train.save(tmp_path / "m.safetensors", params, cfg))
+    loaded, cfg2, _ = train.load(train.save(tmp_path / "m.safetensors", params, cfg))
     assert cfg2 == cfg
     for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(loaded), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
