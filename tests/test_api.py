@@ -43,4 +43,4 @@ def test_import_isojax_sets_only_the_documented_xla_flag():
     assert out == "['XLA_FLAGS'] --xla_cpu_multi_thread_eigen=false"
     kept = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                           env=subprocess_env(XLA_FLAGS="", ISOJAX_KEEP_XLA_FLAGS="1")).stdout.strip()
-    assert kept == "[] "
+    assert kept == "[]"  # XLA_FLAGS left empty
