@@ -91,7 +91,7 @@ def _check_pooling(pooling):
         raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
 
 
-def as_model(model) -> Model:
+def as_model(model: Model | tuple | str | Path) -> Model:
     """A Model, a (params, config, tokenizer) triple, a folder path, or "minilm" -> Model."""
     if isinstance(model, (str, Path)):
         from isojax.pretrained import load
