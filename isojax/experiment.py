@@ -17,6 +17,7 @@ import importlib.util
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -83,9 +84,10 @@ def run(name: str, out: Path, size: str = "quick", seed: int = 0, compute: bool 
 
 
 def reproduce(out: Path, size: str = "quick", only: list[str] | None = None, seed: int = 0,
-              log=print) -> list[Path]:
+              log: Callable[[str], object] = print) -> list[Path]:
     """Run every experiment (or `only` those), recording each one's wall time and machine in
-    out/results/reproduce_timings.json; returns the figure files written."""
+    out/results/reproduce_timings.json and passing one line per experiment to `log`; returns the figure files
+    written."""
     size, out = _size(size), Path(out)
     selected = list(only) if only else names()
     for name in selected:

@@ -15,7 +15,7 @@ import jax
 __all__ = ["digest", "name_to_int", "named_key"]
 
 
-def digest(obj) -> str:
+def digest(obj: object) -> str:
     """A 16-hex-digit SHA-256 digest of a JSON-serialisable object (keys sorted; other objects by `str`)."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 

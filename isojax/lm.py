@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -27,7 +27,7 @@ ARCHS: dict[str, dict] = {
 }
 
 
-def layer_rows(hidden, key: jax.Array) -> list[dict]:
+def layer_rows(hidden: jax.Array | np.ndarray, key: jax.Array) -> list[dict]:
     """Isotropy of each layer's hidden states. hidden: [L + 1, n, d] -> one dict per layer with clustered
     cosine, its best k and silhouette, IsoScore and d(0.8)/d; layer l uses key fold_in(key, l)."""
     rows = []
@@ -77,7 +77,8 @@ def _load_cached(path: Path, run: str):
 
 def train_and_measure(key: jax.Array, source: str, tokenizer: str, arch: str, steps: int, seq_len: int = 64,
                       penalty: Callable | None = None, penalty_weight: float = 0.0, samples: int = 10,
-                      points: int = 1024, cache: Path | None = None):
+                      points: int = 1024, cache: Path | str | None = None
+                      ) -> tuple[dict, list[dict], np.ndarray]:
     """Train an `arch` model on `source` tokenized by `tokenizer` (or load the checkpoint cached under `cache`
     by an earlier identical run, verified first: see `_load_cached`); return (forecast NMSE, final loss and head
     partition isotropy; per-layer measures; hidden states [n, L + 1, T, d] of the first points // seq_len
@@ -90,7 +91,8 @@ def train_and_measure(key: jax.Array, source: str, tokenizer: str, arch: str, st
     config = tf.Config(vocab=data.vocab, mlp=2 * spec["d_model"], max_len=seq_len, **spec)
     layers = tuple(range(1, config.layers + 1)) if penalty is not None else ()
     tcfg = train.TrainConfig(steps=steps, penalty_weight=penalty_weight, penalty_layers=layers)
-    ident = {"key": np.asarray(jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key).tolist(),
+    raw_key = jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
+    ident = {"key": np.asarray(raw_key).tolist(),
              "source": source, "tokenizer": tokenizer, "config": str(config), "train": str(tcfg),
              "penalty": getattr(penalty, "__name__", None), "dtype": str(V.float_dtype()),
              # the training tokens themselves, so a change in how a corpus is built never reuses a stale model

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import matplotlib as mpl
 import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
 
 __all__ = ["SINGLE", "DOUBLE", "STYLE", "style", "styled", "figure", "save"]
 
@@ -57,7 +59,8 @@ def styled(draw: Callable) -> Callable:
     return wrapper
 
 
-def figure(nrows: int = 1, ncols: int = 1, width: float = SINGLE, height: float | None = None, **kw):
+def figure(nrows: int = 1, ncols: int = 1, width: float = SINGLE, height: float | None = None,
+           **kw) -> tuple[Figure, np.ndarray]:
     """A figure and a [nrows, ncols] array of axes in the isojax style; height defaults to 0.75 × width per
     row over columns. -> (Figure, axes [nrows, ncols])"""
     with style():
@@ -65,7 +68,7 @@ def figure(nrows: int = 1, ncols: int = 1, width: float = SINGLE, height: float 
         return plt.subplots(nrows, ncols, figsize=(width, height), squeeze=False, **kw)
 
 
-def save(fig, out_dir: Path | str, name: str) -> list[Path]:
+def save(fig: Figure, out_dir: Path | str, name: str) -> list[Path]:
     """Write name.png and name.pdf into out_dir (each to a temporary file, then renamed) and close fig."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -106,7 +106,7 @@ def _plain(value):
     return value.item() if isinstance(value, np.generic) else value
 
 
-def format_value(value) -> str:
+def format_value(value: object) -> str:
     """The text a value is written as: floats by their round-tripping repr (bit for bit), others by str."""
     value = _plain(value)
     return repr(value) if isinstance(value, float) else str(value)
@@ -139,7 +139,7 @@ def value_kind(text: str) -> str:
             else "float" if _FLOAT.fullmatch(text) else "str")
 
 
-def parse_value(text: str, kind: str | None = None):
+def parse_value(text: str, kind: str | None = None) -> int | float | bool | str:
     """Text -> a value of type `kind` ("int", "float", "bool", "str"), or by `value_kind` if kind is None.
     Raises ValueError if the text is not a value of that type."""
     kind = kind or value_kind(text)
@@ -152,7 +152,7 @@ def parse_value(text: str, kind: str | None = None):
 
 # ----------------------------------------------------------------------------------------- writing
 
-def atomic_write(path, text: str) -> None:
+def atomic_write(path: Path | str, text: str) -> None:
     """Write text to path through a temporary file and a rename, so a reader never sees half a file."""
     path = Path(path)
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
@@ -179,7 +179,7 @@ def rows_text(rows: list[dict], columns: list[str]) -> str:
     return csv_lines([[format_value(row[c]) for c in columns] for row in rows])
 
 
-def append_text(path, text: str) -> None:
+def append_text(path: Path | str, text: str) -> None:
     """Append complete lines to a file in one write, then fsync: O(len(text)), the file's size does not
     matter. A SIGKILL can at worst leave the final line without its newline."""
     if text and not text.endswith("\n"):
@@ -194,7 +194,7 @@ def append_text(path, text: str) -> None:
         os.close(fd)
 
 
-def truncate_torn_tail(path) -> int:
+def truncate_torn_tail(path: Path | str) -> int:
     """Cut a final line that lacks its newline (a torn append); returns the bytes removed."""
     size = os.path.getsize(path)
     with open(path, "rb+") as f:
@@ -214,13 +214,13 @@ def truncate_torn_tail(path) -> int:
     return size - keep
 
 
-def sidecar_path(path) -> Path:
+def sidecar_path(path: Path | str) -> Path:
     """`<table>.json`."""
     path = Path(path)
     return path.with_name(path.name + ".json")
 
 
-def write_sidecar(path, config: dict, complete: bool, columns: dict | None = None, **extra) -> Path:
+def write_sidecar(path: Path | str, config: dict, complete: bool, columns: dict | None = None, **extra) -> Path:
     """Write the table's JSON sidecar (atomically): config, its digest, column types, completeness, provenance."""
     meta = {"config": config, "config_hash": config_hash(config), "complete": complete,
             "columns": columns, **extra, **provenance()}
@@ -228,7 +228,7 @@ def write_sidecar(path, config: dict, complete: bool, columns: dict | None = Non
     return sidecar_path(path)
 
 
-def read_sidecar(path) -> dict | None:
+def read_sidecar(path: Path | str) -> dict | None:
     """The sidecar of a table as a dict, or None if there is none. Raises ValueError if it is not JSON."""
     side = sidecar_path(path)
     if not side.exists():
@@ -239,7 +239,7 @@ def read_sidecar(path) -> dict | None:
         raise ValueError(f"{str(side)!r} is not a valid sidecar ({err}); remove it and its table") from err
 
 
-def save_table(rows: list[dict], out, config: dict) -> Path:
+def save_table(rows: list[dict], out: Path | str, config: dict) -> Path:
     """Write rows (dicts with the same keys; a "cell" column is added if missing; sorted by cell) as a CSV plus
     its JSON sidecar (config, column types, versions, commit), each atomically."""
     out = Path(out)
@@ -254,7 +254,7 @@ def save_table(rows: list[dict], out, config: dict) -> Path:
 
 # ----------------------------------------------------------------------------------------- reading
 
-def read_text_rows(path, allow_torn_tail: bool = False) -> tuple[list[str], list[tuple[int, list[str]]]]:
+def read_text_rows(path: Path | str, allow_torn_tail: bool = False) -> tuple[list[str], list[tuple[int, list[str]]]]:
     """A table's header and its rows as text fields, each with its line number (the header is line 1).
     A final line without its newline is dropped if `allow_torn_tail`, refused otherwise; a row whose field
     count differs from the header's is refused (ValueError naming the file and the line)."""
@@ -276,7 +276,7 @@ def read_text_rows(path, allow_torn_tail: bool = False) -> tuple[list[str], list
     return header, rows
 
 
-def read_table(path) -> list[dict]:
+def read_table(path: Path | str) -> list[dict]:
     """Rows of a results table as dicts of typed values (the module docstring gives the typing rule).
 
     Raises ValueError naming the file and line for a value that does not parse as its column's type, or a
@@ -296,7 +296,7 @@ def read_table(path) -> list[dict]:
 
 
 @contextlib.contextmanager
-def exclusive_lock(path) -> Iterator[Path]:
+def exclusive_lock(path: Path | str) -> Iterator[Path]:
     """Hold `<path>.lock` exclusively while the block runs; raise TableLockedError at once if another
     process holds it. The lock file is removed on release, so nothing is left behind."""
     lock = Path(path).with_name(Path(path).name + ".lock")

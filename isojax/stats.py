@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 from scipy import stats
 
 __all__ = ["MeanInterval", "Welch", "FixedEffects", "spearman_bootstrap", "within_group_spearman",
@@ -67,7 +68,8 @@ def _vector(name: str, x, min_len: int = 1, finite: bool = True) -> np.ndarray:
     return arr
 
 
-def spearman_bootstrap(x, y, seed: int = 0, draws: int = 2000) -> tuple[float, float, float]:
+def spearman_bootstrap(x: npt.ArrayLike, y: npt.ArrayLike, seed: int = 0,
+                       draws: int = 2000) -> tuple[float, float, float]:
     """Spearman ρ of the pairs (x, y) [n] and a percentile bootstrap 95% interval over the pairs.
     -> (ρ, low, high)"""
     x, y = np.asarray(x), np.asarray(y)
@@ -107,7 +109,7 @@ def within_group_spearman(rows: list[dict], x: str, y: str, group: str, seed: in
     return float(np.mean(per)), float(lo), float(hi), len(per)
 
 
-def mean_interval(x, level: float = 0.95) -> MeanInterval:
+def mean_interval(x: npt.ArrayLike, level: float = 0.95) -> MeanInterval:
     """Mean of x [n ≥ 2], its sample sd (ddof = 1) and the t interval mean ± t_{(1+level)/2, n−1}·sd/√n."""
     x = _vector("x", x, 2)
     n, mean, sd = len(x), float(np.mean(x)), float(np.std(x, ddof=1))
@@ -115,7 +117,7 @@ def mean_interval(x, level: float = 0.95) -> MeanInterval:
     return MeanInterval(mean, sd, n, float(mean - half), float(mean + half))
 
 
-def welch(a, b, level: float = 0.95) -> Welch:
+def welch(a: npt.ArrayLike, b: npt.ArrayLike, level: float = 0.95) -> Welch:
     """Welch's t-test of mean(a) − mean(b), a [n_a ≥ 2], b [n_b ≥ 2], with the Welch–Satterthwaite df
     ν = (s_a²/n_a + s_b²/n_b)² / ((s_a²/n_a)²/(n_a−1) + (s_b²/n_b)²/(n_b−1)) and the t interval of the
     difference. ValueError when both samples are constant (t undefined)."""
@@ -156,8 +158,8 @@ def _fit(y: np.ndarray, x: np.ndarray, effects: np.ndarray):
     return float(coef[1]), float(np.sqrt(rss / df * cov[1, 1])), df, rss, True
 
 
-def fixed_effects(y, x, factors: dict, cluster, draws: int = 2000, seed: int = 0,
-                  level: float = 0.95) -> FixedEffects:
+def fixed_effects(y: npt.ArrayLike, x: npt.ArrayLike, factors: dict, cluster: npt.ArrayLike, draws: int = 2000,
+                  seed: int = 0, level: float = 0.95) -> FixedEffects:
     """OLS y = c + βx + Σ_f (indicator effects of factor f) + e, y and x [n], each factor's labels [n]
     (treatment coded: the first level seen is the reference). The slope β with its classical OLS se, t,
     two-sided p and df, and a percentile interval from a cluster bootstrap: each of `draws` resamples draws
@@ -199,7 +201,7 @@ def fixed_effects(y, x, factors: dict, cluster, draws: int = 2000, seed: int = 0
                         n, len(groups), len(boots))
 
 
-def variance_share(y, factors: dict, base: dict | None = None) -> float:
+def variance_share(y: npt.ArrayLike, factors: dict, base: dict | None = None) -> float:
     """The share of the variance of y [n] that the indicator effects of `factors` explain beyond those of
     `base` (partial R²): (R²(base + factors) − R²(base)) / (1 − R²(base)); with no base, plain R².
     E.g. factors = {tokenizer}, base = {dataset}: how much of the within-dataset variation of an isotropy
@@ -219,7 +221,8 @@ def variance_share(y, factors: dict, base: dict | None = None) -> float:
     return float((r_full - r_base) / (1.0 - r_base)) if r_base < 1.0 else float("nan")
 
 
-def minimum_detectable_effect(se: float, alpha: float = 0.05, power: float = 0.8, df: float | None = None) -> float:
+def minimum_detectable_effect(se: float, alpha: float = 0.05, power: float = 0.8,
+                              df: float | None = None) -> float:
     """The smallest |effect| a two-sided level-alpha test detects with the given power, from the estimate's
     standard error: (z_{1−α/2} + z_power)·se (2.80·se at 0.05 and 0.8), or with t quantiles on df degrees of
     freedom, (t_{1−α/2, df} + t_{power, df})·se, for small samples (3.7·se at df = 4)."""
@@ -233,8 +236,8 @@ def minimum_detectable_effect(se: float, alpha: float = 0.05, power: float = 0.8
     return float((dist.ppf(1 - alpha / 2) + dist.ppf(power)) * se)
 
 
-def simulated_power(x, factors: dict, slope: float, resid_sd: float, alpha: float = 0.05, draws: int = 2000,
-                    seed: int = 0) -> float:
+def simulated_power(x: npt.ArrayLike, factors: dict, slope: float, resid_sd: float, alpha: float = 0.05,
+                    draws: int = 2000, seed: int = 0) -> float:
     """Brute-force power of the fixed-effects design: the share of `draws` simulated data sets
     y = slope·x + N(0, resid_sd²) [n] (the indicator effects do not move the estimate, so they are left at 0)
     in which the classical OLS t-test of the slope, fit with the same indicator effects, rejects at alpha."""

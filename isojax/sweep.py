@@ -214,7 +214,7 @@ def _chunks(fn, grid: dict, groups: dict, chunk: int, batching: str):
             yield program, dynamic, todo[start:start + chunk]
 
 
-def run_sweep(fn: Callable[..., dict], grid: dict[str, list], out, seed: int = 0, per_device: int = 16,
+def run_sweep(fn: Callable[..., dict], grid: dict[str, list], out: Path | str, seed: int = 0, per_device: int = 16,
               name: str | None = None, progress: bool = True, extra_config: dict | None = None,
               vmapped: tuple[str, ...] = ("replicate",), cell_batching: str = "auto") -> list[dict]:
     """Evaluate `fn(key, **cell) -> dict of scalars or arrays` on every cell of `grid`; write `out` (CSV)

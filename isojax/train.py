@@ -16,12 +16,14 @@ import dataclasses
 import functools
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpy.typing as npt
 import optax
 from jax.sharding import NamedSharding
 
@@ -29,9 +31,18 @@ from isojax import _validate as V
 from isojax import head
 from isojax import transformer as tf
 
+if TYPE_CHECKING:  # annotations only: importing the data package here is not needed at run time
+    from isojax.data.corpus import Corpus, Tokenizer
+
+__all__ = ["TrainConfig", "FORMAT", "DESCRIBED", "train", "checksum", "save", "load", "next_token_log_probs",
+           "sample_forecast", "conditional_mean_forecast", "nmse", "forecast_series", "evaluate_forecasts"]
+
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
+    """Optimisation settings: steps, batch size, AdamW learning rate, warmup steps and weight decay, the encoder's
+    mask rate, and the hidden-state penalty's weight and layers."""
+
     steps: int = 300
     batch: int = 32
     lr: float = 3e-3
@@ -87,8 +98,9 @@ def _data_parallel(batch: int) -> tuple[NamedSharding, NamedSharding]:
     return NamedSharding(mesh, jax.P("batch")), NamedSharding(mesh, jax.P())
 
 
-def train(key, config: tf.Config, sequences, tcfg: TrainConfig = TrainConfig(), penalty: Callable | None = None,
-          params: tf.Params | None = None, progress: bool = True, checkpoints: tuple[int, ...] = ()):
+def train(key: jax.Array, config: tf.Config, sequences: jax.typing.ArrayLike, tcfg: TrainConfig = TrainConfig(),
+          penalty: Callable | None = None, params: tf.Params | None = None, progress: bool = True,
+          checkpoints: tuple[int, ...] = ()) -> tuple[tf.Params, np.ndarray, dict[int, tf.Params]]:
     """Train on token sequences [n, T]; returns (params, losses [steps], {step: params} at `checkpoints`).
 
     Each batch [tcfg.batch, T] is split over every local device (a one-axis mesh "batch"; the parameters are
@@ -148,7 +160,7 @@ def _meta_text(value) -> str:
     return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
 
 
-def save(path, params: tf.Params, config: tf.Config, meta: dict | None = None) -> Path:
+def save(path: Path | str, params: tf.Params, config: tf.Config, meta: dict | None = None) -> Path:
     """Write params as safetensors (tensor names = pytree paths). The metadata holds the architecture config,
     the format, the isojax version, a SHA-256 checksum of the tensors (`load` verifies it) and `meta`: what
     the model was trained on (tokenizer, data, steps, seed; any JSON-serialisable values). Written to a
@@ -188,7 +200,7 @@ def _read(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
                          f"(truncated or corrupt?): {err}") from None
 
 
-def load(path) -> tuple[tf.Params, tf.Config, dict]:
+def load(path: Path | str) -> tuple[tf.Params, tf.Config, dict]:
     """Read and verify a checkpoint written by `save` -> (params, config, metadata). The arrays are bit for
     bit those saved. metadata: the decoded entries (config and every `meta` value; JSON is decoded). A
     missing, truncated or corrupt file, missing metadata, a checksum mismatch or tensors that do not fit the
@@ -223,7 +235,7 @@ def load(path) -> tuple[tf.Params, tf.Config, dict]:
 
 # ----------------------------------------------------------------------------------------- forecasting
 
-def next_token_log_probs(params, context, config: tf.Config) -> jax.Array:
+def next_token_log_probs(params: tf.Params, context: jax.Array, config: tf.Config) -> jax.Array:
     """log p_f(· | context) for the token after `context` [T]; an encoder predicts a MASK appended at the end."""
     if config.causal:
         return jax.nn.log_softmax(tf.forward(params, context, config)[1][-1])
@@ -231,8 +243,9 @@ def next_token_log_probs(params, context, config: tf.Config) -> jax.Array:
     return jax.nn.log_softmax(tf.forward(params, masked, config)[1][-1])
 
 
-def sample_forecast(key, params, context, config: tf.Config, steps: int, samples: int = 20,
-                    temperature: float = 1.0, allowed=None, grammar=None) -> jax.Array:
+def sample_forecast(key: jax.Array, params: tf.Params, context: jax.typing.ArrayLike, config: tf.Config, steps: int,
+                    samples: int = 20, temperature: float = 1.0, allowed: jax.typing.ArrayLike | None = None,
+                    grammar: tuple[np.ndarray, np.ndarray] | None = None) -> jax.Array:
     """`samples` sampled continuations of `steps` tokens after context [T] -> [samples, steps] token ids.
     The window slides (keeps the last max_len - 1 tokens). `allowed` [V] bool restricts the sampled tokens;
     `grammar` = (allowed [S, V'], next_state [S, V']) with V' ≤ V (a tokenizer's `grammar()`) restricts them
@@ -269,7 +282,8 @@ def _sample(key, params, context, rule, nxt, temperature, *, config, steps, samp
     return jax.vmap(one)(jax.random.split(key, samples))
 
 
-def conditional_mean_forecast(params, context, config: tf.Config, values) -> jax.Array:
+def conditional_mean_forecast(params: tf.Params, context: jax.Array, config: tf.Config,
+                              values: jax.Array) -> jax.Array:
     """ŷ = Σ_w v_w p_f(w | context): the one-step conditional-mean forecast (T5). values: [V], NaN = no value."""
     lp = next_token_log_probs(params, context, config)
     has_value = ~jnp.isnan(values)
@@ -278,7 +292,7 @@ def conditional_mean_forecast(params, context, config: tf.Config, values) -> jax
     return head.expected_value(jax.nn.log_softmax(lp), jnp.where(has_value, values, 0.0))
 
 
-def nmse(forecast, target) -> float:
+def nmse(forecast: npt.ArrayLike, target: npt.ArrayLike) -> float:
     """The study's NMSE: mean((ŷ - y)²) / mean(y²)."""
     forecast, target = np.asarray(forecast, float), np.asarray(target, float)
     if forecast.shape != target.shape:
@@ -286,8 +300,8 @@ def nmse(forecast, target) -> float:
     return float(np.mean((forecast - target) ** 2) / max(np.mean(target**2), np.finfo(float).tiny))
 
 
-def forecast_series(key, params, config: tf.Config, tokenizer, context: np.ndarray, horizon: int,
-                    samples: int = 20, temperature: float = 1.0) -> np.ndarray:
+def forecast_series(key: jax.Array, params: tf.Params, config: tf.Config, tokenizer: Tokenizer, context: np.ndarray,
+                    horizon: int, samples: int = 20, temperature: float = 1.0) -> np.ndarray:
     """Median of `samples` sampled forecasts of a series' next `horizon` values. -> [horizon]"""
     from isojax.data import tokens as tk
     is_bins = isinstance(tokenizer, tk.BinTokenizer)
@@ -303,14 +317,17 @@ def forecast_series(key, params, config: tf.Config, tokenizer, context: np.ndarr
     return np.median(np.stack([tokenizer.decode(row, scale)[:horizon] for row in toks]), axis=0)
 
 
-def evaluate_forecasts(key, params, config: tf.Config, corpus, samples: int = 20) -> float:
+def evaluate_forecasts(key: jax.Array, params: tf.Params, config: tf.Config, corpus: Corpus,
+                       samples: int = 20) -> float:
     """NMSE of the median sampled forecast over the corpus' held-out series (the study's measure)."""
     if not corpus.contexts:
         raise ValueError("corpus has no held-out series to forecast")
     preds, targets = [], []
     for i, (ctx, tgt) in enumerate(zip(corpus.contexts, corpus.targets)):
-        preds.append(forecast_series(jax.random.fold_in(key, i), params, config, corpus.tokenizer, ctx, len(tgt), samples))
+        preds.append(forecast_series(jax.random.fold_in(key, i), params, config, corpus.tokenizer, ctx, len(tgt),
+                                     samples))
         targets.append(tgt)
     # normalise each series by its context scale so that sets of series with different units average fairly
     scales = [max(np.mean(np.abs(c)), 1e-12) for c in corpus.contexts]
-    return nmse(np.concatenate([p / s for p, s in zip(preds, scales)]), np.concatenate([t / s for t, s in zip(targets, scales)]))
+    return nmse(np.concatenate([p / s for p, s in zip(preds, scales)]),
+                np.concatenate([t / s for t, s in zip(targets, scales)]))

@@ -78,12 +78,16 @@ class Config:
 
 @struct.dataclass
 class LayerNorm:
+    """A norm's parameters: scale [d] and bias [d] (None for RMS norm)."""
+
     scale: jax.Array  # [d]
     bias: jax.Array | None = None  # [d]; None for RMS norm
 
 
 @struct.dataclass
 class Block:
+    """One transformer block: attention, its norm, the feed-forward weights (gated or not) and its norm."""
+
     attn: att.AttentionParams
     ln_attn: LayerNorm
     w_in: jax.Array  # [d, mlp]
@@ -96,6 +100,8 @@ class Block:
 
 @struct.dataclass
 class Params:
+    """A model's parameters: embeddings, optional positions and type embeddings, blocks, final norm and head."""
+
     embed: jax.Array  # [V, d] token embeddings (and the tied LM head Φ)
     pos: jax.Array | None  # [max_len, d]; None without absolute positions
     blocks: tuple  # of Block
@@ -116,8 +122,8 @@ def _ln(d, dtype, config: Config | None = None):
     return LayerNorm(jnp.ones((d,), dtype), None if rms else jnp.zeros((d,), dtype))
 
 
-def init(key, config: Config, dtype=None) -> Params:
-    """Random parameters (normal 0.02, as GPT-2/BERT)."""
+def init(key: jax.Array, config: Config, dtype: jax.typing.DTypeLike | None = None) -> Params:
+    """Random parameters (normal 0.02, as GPT-2/BERT) of `dtype` (default: the float dtype in use)."""
     dtype = dtype or V.float_dtype()
     d = config.d_model
     keys = jax.random.split(key, config.layers + 4)
@@ -147,14 +153,14 @@ def init(key, config: Config, dtype=None) -> Params:
         rel_bias=normal(jax.random.fold_in(key, 1), (config.rel_buckets, config.heads)) if config.rel_buckets else None)
 
 
-def layer_norm(p: LayerNorm, x, eps: float) -> jax.Array:
+def layer_norm(p: LayerNorm, x: jax.Array, eps: float) -> jax.Array:
     """LayerNorm over the last axis: x [..., d] -> [..., d]."""
     mean = x.mean(-1, keepdims=True)
     var = ((x - mean) ** 2).mean(-1, keepdims=True)
     return (x - mean) * jax.lax.rsqrt(var + eps) * p.scale + p.bias
 
 
-def rms_norm(p: LayerNorm, x, eps: float) -> jax.Array:
+def rms_norm(p: LayerNorm, x: jax.Array, eps: float) -> jax.Array:
     """T5's layer norm: x / rms(x) · scale, no mean subtraction, no bias. x [..., d] -> [..., d]."""
     return x * jax.lax.rsqrt((x * x).mean(-1, keepdims=True) + eps) * p.scale
 
@@ -219,8 +225,10 @@ def _block(b: Block, x, config: Config, key_mask, bias):
     return _mlp_residual(b, x, _norm(b.ln_mlp, x, config), config)
 
 
-def forward(params: Params, tokens, config: Config, key_mask=None, token_types=None):
-    """tokens: [T] ints -> (hidden [L + 1, T, d], logits [T, V]). key_mask: [T] bool, False = padding.
+def forward(params: Params, tokens: jax.typing.ArrayLike, config: Config, key_mask: jax.typing.ArrayLike | None = None,
+            token_types: jax.typing.ArrayLike | None = None) -> tuple[jax.Array, jax.Array]:
+    """tokens: [T] ints -> (hidden [L + 1, T, d], logits [T, V]). key_mask: [T] bool, False = padding;
+    token_types: [T] segment ids (default all 0) where the model has type embeddings.
 
     hidden[0] is the embedding, hidden[l] block l's output; with `config.final_norm_hidden` the last one is
     taken after the final norm, as Hugging Face reports GPT-2's and T5's hidden states."""

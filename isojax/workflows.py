@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import jax
@@ -28,7 +29,7 @@ __all__ = ["check_output", "measures_cell", "measures_sweep", "train_model", "em
            "read_hidden", "measure_file"]
 
 
-def check_output(path, suffix: str | None = None, name: str = "out") -> Path:
+def check_output(path: Path | str, suffix: str | None = None, name: str = "out") -> Path:
     """path, once it is clear that a file can be written there: not a folder, the right suffix, an existing
     file writable, and its folder creatable (the nearest existing ancestor a writable folder). Creates
     nothing. ValueError otherwise."""
@@ -63,7 +64,8 @@ def _write_npz(out: Path, **arrays) -> None:
 
 # ----------------------------------------------------------------------------------------- sweep
 
-def measures_cell(key: jax.Array, family: str, n: int, d: int, knob, replicate: int = 0) -> dict[str, jax.Array]:
+def measures_cell(key: jax.Array, family: str, n: int, d: int, knob: float | jax.Array,
+                  replicate: int = 0) -> dict[str, jax.Array]:
     """One cell of a measures sweep: every isotropy measure of n points in d dimensions from `family`."""
     k1, k2 = jax.random.split(key)
     return isotropy.all_measures(distributions.sample(family, k1, n, d, knob), k2)
@@ -89,7 +91,7 @@ def _file_digest(source: str) -> str | None:
 
 
 def train_model(data: str, tokenizer: str, arch: str, layers: int, d_model: int, heads: int, seq_len: int,
-                steps: int, seed: int, out: Path, log=print) -> Path:
+                steps: int, seed: int, out: Path, log: Callable[[str], object] = print) -> Path:
     """Train a numeric LM on `data` (see `corpus.build`) and save its checkpoint to out (self-describing: see
     `train.save`); logs the final loss and the forecast NMSE on the held-out series."""
     if arch not in ("decoder", "encoder"):

@@ -17,19 +17,26 @@ import numpy as np
 
 from isojax.data import files, gp, real, teacher, tokens
 
-__all__ = ["Corpus", "TEACHER_KEY", "make_tokenizer", "tokenizer_spec", "tokenizer_from_spec", "build", "from_series"]
+__all__ = ["Corpus", "Tokenizer", "TEACHER_KEY", "make_tokenizer", "tokenizer_spec", "tokenizer_from_spec", "build",
+           "from_series"]
+
+# the two numeric tokenizers a corpus can use
+Tokenizer = tokens.BinTokenizer | tokens.DigitTokenizer
 
 
 @dataclasses.dataclass
 class Corpus:
+    """Training windows [n, T] of token ids, held-out value series (contexts, targets) and the tokenizer."""
+
     sequences: np.ndarray  # [n, T] token ids for training
     contexts: list[np.ndarray]  # held-out series: the input part (values)
     targets: list[np.ndarray]  # and the horizon that follows
-    tokenizer: object
+    tokenizer: Tokenizer
     vocab: int  # tokenizer vocab + 1 (MASK)
 
 
-def make_tokenizer(name: str):
+def make_tokenizer(name: str) -> Tokenizer:
+    """The study's tokenizer by name: "bins" (64 bins on [-5, 5]) or "digits" (3 digits, precision 1)."""
     if name == "bins":
         return tokens.BinTokenizer(bins=64, low=-5.0, high=5.0)
     if name == "digits":
@@ -37,7 +44,7 @@ def make_tokenizer(name: str):
     raise ValueError(f"tokenizer must be 'bins' or 'digits', got {name!r}")
 
 
-def tokenizer_spec(tok) -> dict:
+def tokenizer_spec(tok: Tokenizer) -> dict:
     """A tokenizer as plain data: its name ("bins" or "digits") and parameters (what a checkpoint records)."""
     for name, kind in (("bins", tokens.BinTokenizer), ("digits", tokens.DigitTokenizer)):
         if isinstance(tok, kind):
@@ -45,7 +52,7 @@ def tokenizer_spec(tok) -> dict:
     raise ValueError(f"tokenizer must be a BinTokenizer or DigitTokenizer, got {type(tok).__name__}")
 
 
-def tokenizer_from_spec(spec: dict):
+def tokenizer_from_spec(spec: dict) -> Tokenizer:
     """The tokenizer that `tokenizer_spec` described."""
     kinds = {"bins": tokens.BinTokenizer, "digits": tokens.DigitTokenizer}
     if not isinstance(spec, dict) or spec.get("name") not in kinds:
@@ -105,8 +112,8 @@ def _tokenizer(tokenizer):
     return make_tokenizer(tokenizer) if isinstance(tokenizer, str) else tokenizer
 
 
-def from_series(series: list, tokenizer, seq_len: int = 64, horizon: int = 16, test_fraction: float = 0.2,
-                names: list[str] | None = None) -> Corpus:
+def from_series(series: list, tokenizer: str | Tokenizer, seq_len: int = 64, horizon: int = 16,
+                test_fraction: float = 0.2, names: list[str] | None = None) -> Corpus:
     """A corpus from your own series: a list of 1-D arrays [n_i] (any lengths), tokenized by `tokenizer`
     ("bins", "digits" or a tokenizer object). Training windows of seq_len tokens come from the first
     1 - test_fraction of every series; the rest is held out, forecast `horizon` values ahead where it is long
@@ -127,10 +134,12 @@ def from_series(series: list, tokenizer, seq_len: int = 64, horizon: int = 16, t
     return _assemble(series, tok, seq_len, horizon, test_fraction, "series")
 
 
-def build(source: str, tokenizer, key, seq_len: int = 64, count: int = 32, length: int = 564,
-          horizon: int = 16, test_fraction: float = 0.2) -> Corpus:
-    """Token sequences of seq_len for training, and held-out (context, target) pairs for forecasting. A file
-    source (csv:PATH[:COLUMN], npy:PATH) goes through `from_series` and its checks."""
+def build(source: str, tokenizer: str | Tokenizer, key: jax.Array, seq_len: int = 64, count: int = 32,
+          length: int = 564, horizon: int = 16, test_fraction: float = 0.2) -> Corpus:
+    """Token sequences [n, seq_len] for training, and held-out (context, target) pairs for forecasting, from
+    `source` ("teacher", "gp:<kernel>", "real:<name>", ...) tokenized by `tokenizer` ("bins", "digits" or a
+    tokenizer object); key: a PRNG key for the draws (count series of `length` values). A file source
+    (csv:PATH[:COLUMN], npy:PATH) goes through `from_series` and its checks."""
     if files.is_file_source(source):
         series, names = files.load_series(source)
         return from_series(series, tokenizer, seq_len, horizon, test_fraction, names)

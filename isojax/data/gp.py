@@ -6,33 +6,41 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 
 from isojax import _validate as V
 
+__all__ = ["INPUT", "HORIZON", "KERNELS", "dot_product", "periodic", "rational_quadratic", "rbf", "white", "gram",
+           "sample", "compose"]
+
 INPUT, HORIZON = 500, 64
 
 
 def dot_product(sigma0: float) -> Callable:
+    """k(s, t) = σ0² + s t (broadcasts over s, t)."""
     return lambda s, t: sigma0**2 + s * t
 
 
 def periodic(period: float, length_scale: float = 1.0) -> Callable:
+    """k(s, t) = exp(-2 sin²(π |s - t| / period) / length_scale²) (broadcasts over s, t)."""
     return lambda s, t: jnp.exp(-2.0 * jnp.sin(jnp.pi * jnp.abs(s - t) / period) ** 2 / length_scale**2)
 
 
 def rational_quadratic(alpha: float, length_scale: float = 0.3) -> Callable:
+    """k(s, t) = (1 + (s - t)² / (2 α length_scale²))^(-α) (broadcasts over s, t)."""
     return lambda s, t: (1.0 + (s - t) ** 2 / (2.0 * alpha * length_scale**2)) ** (-alpha)
 
 
 def rbf(length_scale: float) -> Callable:
+    """k(s, t) = exp(-(s - t)² / (2 length_scale²)) (broadcasts over s, t)."""
     return lambda s, t: jnp.exp(-0.5 * (s - t) ** 2 / length_scale**2)
 
 
 def white(noise: float) -> Callable:
+    """k(s, t) = noise · [s == t] (broadcasts over s, t)."""
     return lambda s, t: noise * (s == t).astype(jnp.result_type(s))
 
 
@@ -56,9 +64,10 @@ def gram(kernel: Callable, length: int) -> jax.Array:
     return kernel(t[:, None], t[None, :])
 
 
-def sample(key, kernel: str | Callable, length: int = INPUT + HORIZON) -> jax.Array:
-    """One GP draw [length] with zero mean and the named kernel. Uses K = U diag(λ) Uᵀ with λ clipped at 0
-    rather than Cholesky: periodic and dot-product Gram matrices are numerically low-rank."""
+def sample(key: jax.Array, kernel: str | Callable, length: int = INPUT + HORIZON) -> jax.Array:
+    """One GP draw [length] with zero mean and the named kernel (or a kernel function k(s, t)); key: a PRNG key.
+    Uses K = U diag(λ) Uᵀ with λ clipped at 0 rather than Cholesky: periodic and dot-product Gram matrices are
+    numerically low-rank."""
     if isinstance(kernel, str):
         if kernel not in KERNELS:
             raise ValueError(f"kernel must be one of {sorted(KERNELS)}, got {kernel!r}")

@@ -10,6 +10,8 @@ import warnings
 
 import numpy as np
 
+__all__ = ["SETS", "load", "split_by_time", "windows"]
+
 # name -> (domain, description)
 SETS = {
     "sunspots": ("astronomy", "yearly sunspot activity, 1700-2008"),

@@ -11,14 +11,20 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 from isojax import _validate as V
 from isojax import distributions, head
 
+__all__ = ["Teacher", "make_teacher", "features", "log_p_star", "sample_sequences", "sample_series",
+           "stationary_entropy_rate", "excess_cross_entropy"]
+
 
 @struct.dataclass
 class Teacher:
+    """The teacher's law: head Φ* [V, d], context embeddings [order, V, d] and token values [V]."""
+
     phi: jax.Array  # [V, d] teacher head Φ*
     context: jax.Array  # [order, V, d] embeddings of the last `order` tokens
     values: jax.Array  # [V] numeric value of each token
@@ -32,8 +38,8 @@ class Teacher:
         return self.context.shape[0]
 
 
-def make_teacher(key, vocab: int = 32, dim: int = 16, order: int = 2, family: str = "gaussian", knob: float = 0.0,
-                 temperature: float = 1.5) -> Teacher:
+def make_teacher(key: jax.Array, vocab: int = 32, dim: int = 16, order: int = 2, family: str = "gaussian",
+                 knob: float = 0.0, temperature: float = 1.5) -> Teacher:
     """A teacher with head rows from an embedding family at anisotropy `knob` (0 = isotropic)."""
     k1, k2 = jax.random.split(key)
     phi = distributions.sample(family, k1, vocab, dim, knob) * temperature / math.sqrt(dim)
@@ -45,18 +51,18 @@ def make_teacher(key, vocab: int = 32, dim: int = 16, order: int = 2, family: st
     return Teacher(phi, context, values)
 
 
-def features(teacher: Teacher, prev) -> jax.Array:
+def features(teacher: Teacher, prev: jax.Array | np.ndarray) -> jax.Array:
     """g(s) from the last `order` tokens prev: [..., order] (most recent last) -> [..., d]"""
     idx = prev[..., ::-1]  # j = 0 is the most recent token
     return sum(teacher.context[j][idx[..., j]] for j in range(teacher.order))
 
 
-def log_p_star(teacher: Teacher, prev) -> jax.Array:
+def log_p_star(teacher: Teacher, prev: jax.Array | np.ndarray) -> jax.Array:
     """log p*(· | s) for contexts whose last tokens are prev [..., order]. -> [..., V]"""
     return head.log_probs(teacher.phi, features(teacher, prev))
 
 
-def sample_sequences(key, teacher: Teacher, count: int, length: int) -> jax.Array:
+def sample_sequences(key: jax.Array, teacher: Teacher, count: int, length: int) -> jax.Array:
     """count token sequences of the given length (the first `order` tokens uniform). -> [count, length]"""
     k0, k1 = jax.random.split(key)
     start = jax.random.randint(k0, (count, teacher.order), 0, teacher.vocab)
@@ -69,7 +75,7 @@ def sample_sequences(key, teacher: Teacher, count: int, length: int) -> jax.Arra
     return jnp.concatenate([start, rest.T], axis=1)
 
 
-def sample_series(key, teacher: Teacher, count: int, length: int) -> jax.Array:
+def sample_series(key: jax.Array, teacher: Teacher, count: int, length: int) -> jax.Array:
     """count numeric series: the values v_w of sampled token sequences. -> [count, length] in [-1, 1]"""
     return teacher.values[sample_sequences(key, teacher, count, length)]
 
@@ -94,7 +100,8 @@ def stationary_entropy_rate(teacher: Teacher, iterations: int = 500) -> jax.Arra
     return jnp.sum(pi * ent)
 
 
-def excess_cross_entropy(teacher: Teacher, sequences, model_log_probs) -> jax.Array:
+def excess_cross_entropy(teacher: Teacher, sequences: jax.Array | np.ndarray,
+                         model_log_probs: jax.Array | np.ndarray) -> jax.Array:
     """ε = E_s KL(p*(·|s) ‖ p_f(·|s)) over the contexts of `sequences` [n, T]; model_log_probs: [n, T, V]
     giving log p_f(· | s_{<t}) at every position. Positions t ≥ order are used. -> []"""
     prev = jnp.stack([sequences[:, t - teacher.order:t] for t in range(teacher.order, sequences.shape[1])], 1)

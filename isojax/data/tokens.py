@@ -12,6 +12,8 @@ import dataclasses
 
 import numpy as np
 
+__all__ = ["DigitTokenizer", "BinTokenizer"]
+
 
 def _series(x, name: str = "x") -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import jax.numpy as jnp
 import numpy as np
@@ -16,6 +17,9 @@ import numpy as np
 from isojax import attention as att
 from isojax import transformer as tf
 from isojax.pretrained import _files as F
+
+if TYPE_CHECKING:  # annotations only: tokenizers is imported where it is used
+    from tokenizers import Tokenizer
 
 __all__ = ["config_from_bert", "params_from_bert", "load_folder", "model_dir", "load_minilm", "tokenizer", "encode",
            "encode_with", "check_texts"]
@@ -44,7 +48,7 @@ def config_from_bert(cfg: dict) -> tf.Config:
                      tied_head=True, activation=F.activation(cfg.get("hidden_act", "gelu"), where))
 
 
-def params_from_bert(tensors, config: tf.Config) -> tf.Params:
+def params_from_bert(tensors: dict[str, np.ndarray] | F.Tensors, config: tf.Config) -> tf.Params:
     """Map BERT's tensor names and layouts (torch Linear: weight [out, in]) onto tf.Params.
     tensors: a name -> array mapping (the `bert.` prefix of head models already removed) or `_files.Tensors`."""
     h, d = config.heads, config.d_model
@@ -84,12 +88,12 @@ def load_folder(path: Path) -> tuple[tf.Params, tf.Config]:
     return params_from_bert(F.Tensors(F.read_tensors(path), path, prefix="bert."), config), config
 
 
-def load_minilm(path: Path | None = None) -> tuple[tf.Params, tf.Config]:
+def load_minilm(path: Path | str | None = None) -> tuple[tf.Params, tf.Config]:
     """Parameters and config of all-MiniLM-L6-v2 (float32)."""
     return load_folder(Path(path) if path is not None else model_dir())
 
 
-def tokenizer(path: Path | None = None):
+def tokenizer(path: Path | str | None = None) -> Tokenizer:
     """The model's WordPiece tokenizer (`tokenizers.Tokenizer`)."""
     path = Path(path) if path is not None else model_dir()
     tok = F.read_tokenizer(path)
@@ -98,14 +102,14 @@ def tokenizer(path: Path | None = None):
     return tok
 
 
-def check_texts(texts) -> list[str]:
+def check_texts(texts: list[str] | tuple[str, ...]) -> list[str]:
     """texts as a list, or a ValueError unless it is a non-empty list (or tuple) of strings."""
     if not isinstance(texts, (list, tuple)) or not texts or not all(isinstance(t, str) for t in texts):
         raise ValueError(f"texts must be a non-empty list of strings, got {texts!r:.80}")
     return list(texts)
 
 
-def encode_with(tok, texts: list[str], max_len: int) -> tuple[np.ndarray, np.ndarray]:
+def encode_with(tok: Tokenizer, texts: list[str], max_len: int) -> tuple[np.ndarray, np.ndarray]:
     """Token ids [n, T] (right-padded with 0) and the key mask [n, T] (True = real token), T the longest text
     after truncation to max_len tokens. tok: a `tokenizers.Tokenizer` (its special tokens are added)."""
     texts = check_texts(texts)
@@ -121,7 +125,7 @@ def encode_with(tok, texts: list[str], max_len: int) -> tuple[np.ndarray, np.nda
     return ids, mask
 
 
-def encode(texts: list[str], max_len: int = 128, path: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+def encode(texts: list[str], max_len: int = 128, path: Path | str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """MiniLM's (or the folder's) token ids [n, T] (padded with 0) and key mask [n, T] (True = real token)."""
     check_texts(texts)  # before reading the tokenizer
     return encode_with(tokenizer(path), texts, max_len)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import numpy.typing as npt
 
 from isojax.pretrained import _files as F
 
@@ -99,7 +100,7 @@ class MeanScaleUniformBins:
         return c[np.clip(np.asarray(ids) - self.n_special_tokens - 1, 0, len(c) - 1)] * np.float32(scale)
 
 
-def as_series_list(series) -> list[np.ndarray]:
+def as_series_list(series: npt.ArrayLike | list[npt.ArrayLike]) -> list[np.ndarray]:
     """One series [n], a batch [b, n] (NaN = missing, e.g. left padding) or a list of 1-D series -> list of
     float arrays; infinite values, empty series and series with nothing observed are ValueErrors."""
     if isinstance(series, (list, tuple)) and series and all(np.ndim(s) == 1 for s in series):

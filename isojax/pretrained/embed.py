@@ -9,6 +9,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpy.typing as npt
 
 from isojax import _validate as V
 from isojax import transformer as tf
@@ -47,7 +48,8 @@ def _hidden(params, ids, mask, config):
     return jax.vmap(lambda t, m: tf.forward(params, t, config, key_mask=m)[0])(ids, mask)
 
 
-def hidden_states(params: tf.Params, config: tf.Config, ids, mask, batch: int = 32) -> np.ndarray:
+def hidden_states(params: tf.Params, config: tf.Config, ids: npt.ArrayLike, mask: npt.ArrayLike,
+                  batch: int = 32) -> np.ndarray:
     """ids, mask: [n, T] (mask True = real token) -> hidden [n, L + 1, T, d], in chunks of `batch` inputs
     (the last chunk padded, so one compilation serves every chunk)."""
     ids, mask = np.asarray(ids), np.asarray(mask, bool)
@@ -89,7 +91,7 @@ def _check_pooling(pooling):
         raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
 
 
-def as_model(model) -> Model:
+def as_model(model: Model | tuple | str | Path) -> Model:
     """A Model, a (params, config, tokenizer) triple, a folder path, or "minilm" -> Model."""
     if isinstance(model, (str, Path)):
         from isojax.pretrained import load
@@ -99,7 +101,7 @@ def as_model(model) -> Model:
     raise ValueError(f"model must be a folder, 'minilm' or what isojax.pretrained.load returns, got {type(model)}")
 
 
-def embed_texts(model, texts: list[str], pooling: str | None = None, max_len: int = 512,
+def embed_texts(model: Model | tuple | str | Path, texts: list[str], pooling: str | None = None, max_len: int = 512,
                 batch: int = 32) -> Embeddings:
     """Hidden states of every layer for texts, with a text model (BERT family, MiniLM, GPT-2 family).
 
@@ -123,7 +125,8 @@ def embed_texts(model, texts: list[str], pooling: str | None = None, max_len: in
     return Embeddings(*_select(hidden_states(params, config, ids, mask, batch), ids, mask, pooling))
 
 
-def embed_series(model, series, pooling: str | None = None, batch: int = 32) -> Embeddings:
+def embed_series(model: Model | tuple | str | Path, series: npt.ArrayLike | list[npt.ArrayLike],
+                 pooling: str | None = None, batch: int = 32) -> Embeddings:
     """Per-layer encoder hidden states of a Chronos model for numeric series.
 
     series: [n] one series, [b, n] a batch (NaN = missing; left padding is missing values), or a list of 1-D
