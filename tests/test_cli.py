@@ -3,7 +3,7 @@ import json
 import pytest
 
 from isojax import cli, theory
-from isojax.sweep import read_table
+from isojax.results import read_table
 
 
 def test_check_json_parses(capsys):
