@@ -50,6 +50,11 @@ def refuse_point_mass(x, name: str = "x", what: str = "this measure") -> None:
                              f"{what} is undefined for a cloud with no spread")
 
 
+def point_mass_to(x, value, fill=jnp.nan) -> jax.Array:
+    """value, or `fill` where x is a point mass: inside jit rounding noise would otherwise pass for spread."""
+    return jnp.where(jnp.all(x == x[:1]), jnp.asarray(fill, value.dtype), value)
+
+
 def nonzero_rows(x) -> jax.Array:
     """Which rows have a direction (a nonzero norm). [n, d] -> [n] bool"""
     return jnp.any(x != 0, axis=1)

@@ -58,7 +58,9 @@ def _compute(x, key, names: tuple[str, ...], max_points: int, k_max: int, lid_k:
         out["clustered_cosine"] = cc.score
         out["best_k"] = cc.best_k.astype(x.dtype)
         out["best_silhouette"] = jnp.max(cc.silhouettes)
-    return {name: out[name] for name in names}
+    # a point mass has no spread: inside a trace rounding noise would otherwise pass for one
+    return {name: C.point_mass_to(x, out[name], 0 if name == "d80_fraction" else jnp.nan) if name in _SPREAD
+            else out[name] for name in names}
 
 
 def all_measures(x, key, clustered: bool = True, max_points: int = 2000, lid_k: int = LID_K) -> dict[str, jax.Array]:

@@ -75,4 +75,5 @@ def _clustered_cosine(x, key, m, k_min, k_max, restarts, min_silhouette):
     direction = C.nonzero_rows(recentred)
     per_cluster = jax.vmap(lambda mem: mean_pair_cosine(recentred, mem & direction))(member)
     score = jnp.nanmean(jnp.where((member & direction).sum(axis=1) >= 2, per_cluster, jnp.nan))
+    score = C.point_mass_to(x, score)
     return ClusteredCosine(score, jnp.where(use, fit.ks[best], 1), fit.ks, sil, labels, sample)

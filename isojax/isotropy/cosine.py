@@ -82,4 +82,4 @@ def local_intrinsic_dimension(x, k: int = 20) -> jax.Array:
     nearest = jnp.maximum(nearest, jnp.finfo(x.dtype).tiny)
     inv = jnp.mean(jnp.log(nearest[:, -1:] / nearest[:, :-1]), axis=1)  # 1/m̂ per point
     mean_inv = jnp.mean(inv)
-    return jnp.where(mean_inv > 0, 1.0 / mean_inv, jnp.nan)
+    return C.point_mass_to(x, jnp.where(mean_inv > 0, 1.0 / mean_inv, jnp.nan))

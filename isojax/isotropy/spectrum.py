@@ -84,7 +84,7 @@ def covariance_spectrum(x) -> jax.Array:
     x = C.cloud(x)
     e = C.scale_exponent(x)
     one = jnp.ones((), x.dtype)
-    lam = scaled_spectrum(x) * jnp.ldexp(one, e) * jnp.ldexp(one, e)
+    lam = C.point_mass_to(x, scaled_spectrum(x) * jnp.ldexp(one, e) * jnp.ldexp(one, e), 0)
     if C.is_concrete(lam) and not np.isfinite(np.asarray(lam)).all():
         raise ValueError(f"x has covariance eigenvalues beyond the range of {x.dtype} (shape {tuple(x.shape)}); "
                          "the scale-invariant measures (isoscore, d_80, ...) still work")
@@ -105,7 +105,7 @@ def d_80(x, fraction: float = 0.8) -> jax.Array:
     """
     x = C.cloud(x)
     C.refuse_point_mass(x, what="d(0.8)")
-    return d_80_from_spectrum(scaled_spectrum(x), fraction)
+    return C.point_mass_to(x, d_80_from_spectrum(scaled_spectrum(x), fraction), 0)
 
 
 def d_80_from_spectrum(lam, fraction: float = 0.8) -> jax.Array:
@@ -124,7 +124,7 @@ def top3_variance_ratio(x) -> jax.Array:
     x = C.cloud(x)
     C.refuse_point_mass(x, what="the variance ratio")
     lam = scaled_spectrum(x)
-    return jnp.pad(lam, (0, 3))[:3] / lam.sum()
+    return C.point_mass_to(x, jnp.pad(lam, (0, 3))[:3] / lam.sum())
 
 
 def isoscore_from_spectrum(lam) -> jax.Array:
@@ -147,7 +147,7 @@ def isoscore(x) -> jax.Array:
     """
     x = C.cloud(x)
     C.refuse_point_mass(x, what="IsoScore")
-    return isoscore_from_spectrum(scaled_spectrum(x))
+    return C.point_mass_to(x, isoscore_from_spectrum(scaled_spectrum(x)))
 
 
 def isoscore_star(x, zeta: float = 0.0, target=None) -> jax.Array:
@@ -171,4 +171,4 @@ def isoscore_star(x, zeta: float = 0.0, target=None) -> jax.Array:
         if target.shape != cov.shape:
             raise ValueError(f"target must have shape {cov.shape}, got shape {tuple(target.shape)}")
     lam = jnp.linalg.eigvalsh((1 - zeta) * cov + zeta * target)
-    return isoscore_from_spectrum(jnp.maximum(lam, 0.0))
+    return C.point_mass_to(x, isoscore_from_spectrum(jnp.maximum(lam, 0.0)))
