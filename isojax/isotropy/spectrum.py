@@ -14,7 +14,7 @@ import numpy as np
 from isojax import _validate as V
 from isojax.isotropy import _cloud as C
 
-__all__ = ["after", "covariance_spectrum", "d_80", "d_80_from_spectrum", "isoscore", "isoscore_from_spectrum",
+__all__ = ["after", "covariance_spectrum", "d_80", "d_80_from_spectrum", "isoscore", "isoscore_from_covariance", "isoscore_from_spectrum",
            "isoscore_star", "log_partition_along", "partition_isotropy", "principal_directions",
            "top3_variance_ratio"]
 
@@ -55,7 +55,10 @@ def partition_isotropy(phi) -> jax.Array:
     A point mass has one nonzero direction (I < 1 unless φ = 0) and is a valid input.
     """
     phi = C.cloud(phi, "phi", min_points=1)
-    log_z = log_partition_along(phi, principal_directions(phi))
+    directions = principal_directions(phi)[: phi.shape[1]]
+    # one projection serves both signs: logsumexp over -p gives log Z(-u), bit for bit as projecting on -u
+    proj = directions @ phi.T
+    log_z = jnp.concatenate([jax.nn.logsumexp(proj, axis=-1), jax.nn.logsumexp(-proj, axis=-1)])
     return jnp.exp(log_z.min() - log_z.max())
 
 
@@ -142,12 +145,30 @@ def isoscore_from_spectrum(lam) -> jax.Array:
 def isoscore(x) -> jax.Array:
     """IsoScore of a point cloud: from the variances along its principal components. [n, d] -> []
 
-    Scale-invariant over the whole float range (rescaled first); a point mass raises ValueError eagerly and
-    gives NaN inside jit.
+    Computed from tr Σ and ‖Σ‖_F (`isoscore_from_covariance`), with no eigen-decomposition: equal to the
+    spectrum route up to rounding. Scale-invariant over the whole float range (rescaled first); a point mass
+    raises ValueError eagerly and gives NaN inside jit.
     """
     x = C.cloud(x)
     C.refuse_point_mass(x, what="IsoScore")
-    return C.point_mass_to(x, isoscore_from_spectrum(scaled_spectrum(x)))
+    centred = C.rescaled(x)
+    centred = centred - centred.mean(axis=0)
+    return C.point_mass_to(x, isoscore_from_covariance(centred.T @ centred))
+
+
+def isoscore_from_covariance(cov) -> jax.Array:
+    """IsoScore from a covariance matrix (any positive multiple of it) without an eigen-decomposition.
+    [d, d] -> []
+
+    IsoScore uses λ only through Σλ = tr Σ and ‖λ‖ = ‖Σ‖_F: ‖λ̂ - 1‖² = 2n - 2√n·tr Σ / ‖Σ‖_F. Equal to
+    `isoscore_from_spectrum(eigvalsh(cov))` up to rounding (about 1e-6 in float32; that route also clips
+    rounding-negative eigenvalues at 0). NaN for a zero matrix.
+    """
+    n = cov.shape[-1]
+    cov = cov / jnp.max(jnp.abs(cov))  # ratios only: keeps ‖Σ‖_F finite whatever the scale
+    ratio = jnp.trace(cov) / jnp.linalg.norm(cov)  # Σλ / ‖λ‖
+    delta2 = (2 * n - 2 * math.sqrt(n) * ratio) / (2 * (n - math.sqrt(n)))
+    return ((n - delta2 * (n - math.sqrt(n))) ** 2 - n) / (n * (n - 1))
 
 
 def isoscore_star(x, zeta: float = 0.0, target=None) -> jax.Array:
