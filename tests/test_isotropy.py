@@ -259,3 +259,34 @@ def test_layer_summary_is_the_experiments_row():
     assert isotropy.layer_summary(x, key) == {
         "clustered_cosine": float(cc.score), "best_k": int(cc.best_k), "best_silhouette": float(jnp.max(cc.silhouettes)),
         "isoscore": float(isotropy.isoscore_from_spectrum(lam)), "d80_fraction": float(isotropy.d_80_from_spectrum(lam)) / 12}
+
+
+_SWEEP = """
+import sys
+import jax
+from isojax import distributions, isotropy, sweep
+def cell(key, family, n, d, knob, replicate=0):
+    k1, k2 = jax.random.split(key)
+    return isotropy.all_measures(distributions.sample(family, k1, n, d, knob), k2)
+grid = {"family": ["spiked", "mixture"], "n": [200], "d": [16], "knob": [0.0, 1.0], "replicate": [0, 1]}
+sweep.run_sweep(cell, grid, sys.argv[1], seed=0, name="isotropy_measures", progress=False)
+"""
+
+
+def test_all_measures_table_is_bit_identical_on_1_and_2_devices(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    tables = []
+    for devices in (1, 2):
+        out = tmp_path / f"d{devices}.csv"
+        env = {**os.environ, "PYTHONPATH": str(root), "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+        proc = subprocess.run([sys.executable, "-c", _SWEEP, str(out)], env=env, capture_output=True, text=True,
+                              timeout=900)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        tables.append(out.read_text())
+    assert "lid" in tables[0].splitlines()[0] and len(tables[0].splitlines()) == 9
+    assert tables[0] == tables[1]

@@ -63,6 +63,18 @@ def pairwise_distances(x) -> jax.Array:
     return jnp.where(jnp.eye(x.shape[0], dtype=bool), 0.0, jnp.sqrt(d2))
 
 
+def tree_sum(v, axis: int = 0) -> jax.Array:
+    """Sum along `axis` in a fixed pairwise order (zero-padded to a power of two, then halved repeatedly):
+    the same bits whatever the batch layout or device count. [..., m, ...] -> [..., ...]"""
+    v = jnp.moveaxis(v, axis, 0)
+    size = 1 << max(v.shape[0] - 1, 0).bit_length()
+    v = jnp.pad(v, [(0, size - v.shape[0])] + [(0, 0)] * (v.ndim - 1))
+    while v.shape[0] > 1:
+        half = v.shape[0] // 2
+        v = v[:half] + v[half:]
+    return v[0]
+
+
 def local_intrinsic_dimension(x, k: int = 20) -> jax.Array:
     """Maximum-likelihood k-NN intrinsic dimension (Levina & Bickel 2004), averaged over points (MacKay &
     Ghahramani's pooled inverse). [n, d] -> []
@@ -81,5 +93,8 @@ def local_intrinsic_dimension(x, k: int = 20) -> jax.Array:
     nearest = -jax.lax.top_k(-dist, k)[0]  # [n, k], ascending
     nearest = jnp.maximum(nearest, jnp.finfo(x.dtype).tiny)
     inv = jnp.mean(jnp.log(nearest[:, -1:] / nearest[:, :-1]), axis=1)  # 1/m̂ per point
-    mean_inv = jnp.mean(inv)
-    return C.point_mass_to(x, jnp.where(mean_inv > 0, 1.0 / mean_inv, jnp.nan))
+    # 1 / mean(inv), as n / Σ inv with the sum behind a barrier: XLA rewrote the division chain differently
+    # for a batch on 1 device and one split over 2, and the LID differed by an ulp between the two tables;
+    # tree_sum fixes the summation order whatever the layout
+    total = jax.lax.optimization_barrier(tree_sum(inv))
+    return C.point_mass_to(x, jnp.where(total > 0, inv.shape[0] / total, jnp.nan))
