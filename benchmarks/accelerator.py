@@ -20,8 +20,8 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-
 from _common import best_time
+
 from isojax import attention as att
 from isojax import distributions, isotropy, train
 from isojax import transformer as tf
@@ -76,7 +76,8 @@ def attention(size, repeats: int) -> dict:
 def clustered(size, repeats: int) -> dict:
     n, d = size
     x = distributions.sample("mixture", jax.random.PRNGKey(0), n, d, 1.0)
-    fn = lambda: isotropy.clustered_cosine(x, jax.random.PRNGKey(1), k_max=min(16, n - 1))
+    def fn():
+        return isotropy.clustered_cosine(x, jax.random.PRNGKey(1), k_max=min(16, n - 1))
     t = best_time(fn, repeats=repeats)
     res = fn()
     return {"shape": [n, d], "ms": 1e3 * t, "best_k": int(res.best_k), "score": float(res.score)}

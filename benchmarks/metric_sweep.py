@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-
 from _common import best_time, machine
+
 from isojax import distributions, isotropy
 
 

@@ -30,7 +30,7 @@ def _layout(k_min: int, k_max: int):
     offsets = np.concatenate([[0], np.cumsum(ks)[:-1]])
     total = int(ks.sum())
     padded_to_flat = np.full((len(ks), k_max), total, dtype=np.int32)  # `total` = dummy column
-    for i, (k, off) in enumerate(zip(ks, offsets)):
+    for i, (k, off) in enumerate(zip(ks, offsets, strict=True)):
         padded_to_flat[i, :k] = off + np.arange(k)
     flat_k = np.repeat(np.arange(len(ks)), ks)  # which k each flat centroid belongs to
     flat_j = np.concatenate([np.arange(k) for k in ks])  # its index within that k
@@ -76,7 +76,7 @@ def kmeans_all_k(key, x, k_min: int = 2, k_max: int = 16, restarts: int = 4, max
     """
     n, d = x.shape
     ks, offsets, total, padded_to_flat, flat_k, flat_j = _layout(k_min, k_max)
-    n_k, cols = len(ks), restarts * total
+    cols = restarts * total
     seeds = jax.vmap(lambda k: kmeans_plus_plus(k, x, k_max))(jax.random.split(key, restarts))  # [R, k_max, d]
     centroids = seeds[:, flat_j, :].reshape(cols, d)  # column p = r·Σk + flat index
     threshold = tol * jnp.mean(jnp.var(x, axis=0))

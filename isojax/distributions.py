@@ -7,7 +7,7 @@ n and d). Clouds have unit per-coordinate scale at knob = 0: an isotropic N(0, I
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp

@@ -13,7 +13,8 @@ KEY = jax.random.PRNGKey(0)
 @pytest.mark.parametrize("knob", [float("nan"), float("inf"), -0.5, 1e9])
 def test_bad_knobs_name_the_knob_and_the_range(family, knob):
     low, high = distributions.KNOB_RANGE[family]
-    with pytest.raises(ValueError, match=re.escape(f"knob must be a finite number in [{low:g}, {high:g}] for family {family!r}")):
+    message = f"knob must be a finite number in [{low:g}, {high:g}] for family {family!r}"
+    with pytest.raises(ValueError, match=re.escape(message)):
         distributions.sample(family, KEY, 10, 4, knob)
     with pytest.raises(ValueError, match="knob must be"):
         distributions.FAMILIES[family](KEY, 10, 4, knob)

@@ -86,7 +86,8 @@ def test_clustered_cosine_falls_back_to_one_cluster_and_sees_a_cone():
 
 
 def test_partition_isotropy_and_lid():
-    assert float(isotropy.local_intrinsic_dimension(jax.random.normal(KEY, (1500, 3)) @ jax.random.normal(KEY, (3, 20)), 20)) == pytest.approx(3.0, rel=0.2)
+    x = jax.random.normal(KEY, (1500, 3)) @ jax.random.normal(KEY, (3, 20))
+    assert float(isotropy.local_intrinsic_dimension(x, 20)) == pytest.approx(3.0, rel=0.2)
 
 
 @pytest.mark.parametrize("family", sorted(distributions.FAMILIES))
@@ -106,7 +107,8 @@ def test_families_isotropic_at_zero_and_vmappable(family):
 @pytest.mark.parametrize("call, match", [
     (lambda: isotropy.isoscore(jnp.ones(5)), r"x must have rank 2 \[n, d\], got shape \(5,\)"),
     (lambda: isotropy.isoscore(jnp.ones((1, 5))), r"x needs at least 2 points, got shape \(1, 5\)"),
-    (lambda: isotropy.clustered_cosine(jnp.ones((10, 3)), KEY), r"k_max=16 must be smaller than the number of points, x has shape \(10, 3\)"),
+    (lambda: isotropy.clustered_cosine(jnp.ones((10, 3)), KEY),
+     r"k_max=16 must be smaller than the number of points, x has shape \(10, 3\)"),
     (lambda: isotropy.mean_cosine(jnp.full((4, 2), jnp.nan)), r"x has non-finite values \(shape \(4, 2\)\)"),
     (lambda: distributions.sample("banana", KEY, 10, 3), r"family must be one of"),
     (lambda: isotropy.local_intrinsic_dimension(jnp.ones((5, 2)), 9), r"k must be in \[2, n\)"),
@@ -257,8 +259,9 @@ def test_layer_summary_is_the_experiments_row():
     cc = isotropy.clustered_cosine(x, key, k_max=16)
     lam = isotropy.covariance_spectrum(x)
     assert isotropy.layer_summary(x, key) == {
-        "clustered_cosine": float(cc.score), "best_k": int(cc.best_k), "best_silhouette": float(jnp.max(cc.silhouettes)),
-        "isoscore": float(isotropy.isoscore_from_spectrum(lam)), "d80_fraction": float(isotropy.d_80_from_spectrum(lam)) / 12}
+        "clustered_cosine": float(cc.score), "best_k": int(cc.best_k),
+        "best_silhouette": float(jnp.max(cc.silhouettes)), "isoscore": float(isotropy.isoscore_from_spectrum(lam)),
+        "d80_fraction": float(isotropy.d_80_from_spectrum(lam)) / 12}
 
 
 _SWEEP = """

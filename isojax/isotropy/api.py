@@ -17,8 +17,14 @@ from isojax import _validate as V
 from isojax.isotropy import _cloud as C
 from isojax.isotropy.clustered import clustered_cosine, subsample
 from isojax.isotropy.cosine import local_intrinsic_dimension, mean_cosine
-from isojax.isotropy.spectrum import (after, covariance_spectrum, d_80_from_spectrum, isoscore_from_spectrum,
-                                      partition_isotropy, scaled_spectrum)
+from isojax.isotropy.spectrum import (
+    after,
+    covariance_spectrum,
+    d_80_from_spectrum,
+    isoscore_from_spectrum,
+    partition_isotropy,
+    scaled_spectrum,
+)
 
 __all__ = ["MEASURES", "all_measures", "layer_summary", "measure", "measure_layers"]
 

@@ -14,7 +14,8 @@ import numpy as np
 from isojax import _validate as V
 from isojax.isotropy import _cloud as C
 
-__all__ = ["after", "covariance_spectrum", "d_80", "d_80_from_spectrum", "isoscore", "isoscore_from_covariance", "isoscore_from_spectrum",
+__all__ = ["after", "covariance_spectrum", "d_80", "d_80_from_spectrum", "isoscore", "isoscore_from_covariance",
+           "isoscore_from_spectrum",
            "isoscore_star", "log_partition_along", "partition_isotropy", "principal_directions",
            "top3_variance_ratio"]
 
