@@ -14,6 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+__all__ = ["KMeansAll", "kmeans_all_k", "kmeans_plus_plus", "silhouette_from_distances"]
+
 
 class KMeansAll(NamedTuple):
     """Result for k = k_min..k_max: labels [K, n] and inertia [K] of the best restart per k."""
