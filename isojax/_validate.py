@@ -20,9 +20,15 @@ def _is_concrete(x) -> bool:
     return not isinstance(x, jax.core.Tracer)
 
 
+MAX_ELEMENTS = 2**31 - 1  # XLA indexes arrays with int32 on CPU: a larger intermediate overflows
+
+
 def array(name: str, x, ndim: int | tuple[int, ...] | None = None, what: str = "", finite: bool = True,
-          nonempty: bool = True, dtype=None) -> jax.Array:
-    """Return `x` as a JAX array after checking its rank, emptiness and finiteness; `what` names the axes."""
+          nonempty: bool = True, dtype=None, upcast_low: bool = False) -> jax.Array:
+    """Return `x` as a JAX array after checking its rank, emptiness and finiteness; `what` names the axes.
+
+    `upcast_low=True` computes float16/bfloat16 input in float32 (LAPACK has no half-precision kernels).
+    """
     if x is None:
         raise ValueError(f"{name} is required, got None")
     if not isinstance(x, jax.Array):
@@ -42,11 +48,30 @@ def array(name: str, x, ndim: int | tuple[int, ...] | None = None, what: str = "
         raise ValueError(f"{name} is empty (shape {tuple(x.shape)})")
     if dtype is None and jnp.issubdtype(x.dtype, jnp.integer):  # integer arrays become the default float
         dtype = float_dtype()
+    if dtype is None and upcast_low and jnp.issubdtype(x.dtype, jnp.floating) and jnp.finfo(x.dtype).bits < 32:
+        dtype = jnp.float32
     x = jnp.asarray(x, dtype=dtype) if dtype is not None else jnp.asarray(x)
     # numpy, not jnp: inside a trace even a concrete array's jnp reductions would be staged out
     if finite and _is_concrete(x) and jnp.issubdtype(x.dtype, jnp.inexact) and not np.isfinite(np.asarray(x)).all():
         raise ValueError(f"{name} has non-finite values (shape {tuple(x.shape)})")
     return x
+
+
+def elements(name: str, what: str, count: int, limit: int = MAX_ELEMENTS) -> None:
+    """Raise before compute if an intermediate array `what` (built from argument `name`) would be too large."""
+    if count > limit:
+        raise ValueError(f"{name} is too large: {what} would hold {count:,} elements, more than {limit:,}")
+
+
+def real_in(name: str, value, low: float, high: float, what: str = "") -> None:
+    """Raise if a concrete scalar (or every entry of an array) is NaN, infinite or outside [low, high]."""
+    if not _is_concrete(value):
+        return  # traced (under vmap/jit): only the eager boundary can check values
+    arr = np.asarray(value, dtype=np.float64)
+    where = f" for {what}" if what else ""
+    if not np.isfinite(arr).all() or (arr < low).any() or (arr > high).any():
+        shown = value if arr.ndim == 0 else f"an array of shape {arr.shape}"
+        raise ValueError(f"{name} must be a finite number in [{low:g}, {high:g}]{where}, got {shown!r}")
 
 
 def same_size(name_a: str, size_a: int, name_b: str, size_b: int, axis: str) -> None:

@@ -14,6 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+__all__ = ["KMeansAll", "kmeans_all_k", "kmeans_plus_plus", "silhouette_from_distances"]
+
 
 class KMeansAll(NamedTuple):
     """Result for k = k_min..k_max: labels [K, n] and inertia [K] of the best restart per k."""
@@ -30,7 +32,7 @@ def _layout(k_min: int, k_max: int):
     offsets = np.concatenate([[0], np.cumsum(ks)[:-1]])
     total = int(ks.sum())
     padded_to_flat = np.full((len(ks), k_max), total, dtype=np.int32)  # `total` = dummy column
-    for i, (k, off) in enumerate(zip(ks, offsets)):
+    for i, (k, off) in enumerate(zip(ks, offsets, strict=True)):
         padded_to_flat[i, :k] = off + np.arange(k)
     flat_k = np.repeat(np.arange(len(ks)), ks)  # which k each flat centroid belongs to
     flat_j = np.concatenate([np.arange(k) for k in ks])  # its index within that k
@@ -54,52 +56,92 @@ def kmeans_plus_plus(key, x, k_max: int) -> jax.Array:
     return jnp.concatenate([first[None], rest], axis=0)
 
 
+def _capacities(total: int) -> tuple[int, ...]:
+    """Static sizes of the recomputed column set, largest first: every column, then a quarter, a sixteenth."""
+    caps = [total]
+    while caps[-1] // 4 >= 16:
+        caps.append(-(-caps[-1] // 4))
+    return tuple(caps)
+
+
 def kmeans_all_k(key, x, k_min: int = 2, k_max: int = 16, restarts: int = 4, max_iter: int = 300,
                  tol: float = 1e-4) -> KMeansAll:
     """Lloyd's k-means for every k in [k_min, k_max] with `restarts` k-means++ seeds each; the restart with
     the lowest inertia is kept per k. Stops when every centroid moved less than tol × the mean per-feature
-    variance (scikit-learn's rule) or after max_iter. x: [n, d]."""
+    variance (scikit-learn's rule) or after max_iter. x: [n, d].
+
+    Exact Lloyd iterations, but each iteration recomputes only the centroids whose cluster gained or lost a
+    point, and only their distance columns: every other centroid is the mean of the same points as before,
+    so it and its distances are unchanged. Late iterations, where few points move (and runs that have
+    converged), then cost a fraction of a full pass; the recomputed set is padded to one of a few static
+    sizes (a lax.cond between them).
+    """
     n, d = x.shape
     ks, offsets, total, padded_to_flat, flat_k, flat_j = _layout(k_min, k_max)
+    cols = restarts * total
     seeds = jax.vmap(lambda k: kmeans_plus_plus(k, x, k_max))(jax.random.split(key, restarts))  # [R, k_max, d]
-    centroids = seeds[:, flat_j, :]  # [R, Σk, d]
+    centroids = seeds[:, flat_j, :].reshape(cols, d)  # column p = r·Σk + flat index
     threshold = tol * jnp.mean(jnp.var(x, axis=0))
     sq_x = jnp.sum(x**2, axis=1)
-    flat_k = jnp.asarray(flat_k)
+    # per column: its restart, its k (as an index into ks) and its index within that k; one dummy column
+    col_r = jnp.asarray(np.append(np.repeat(np.arange(restarts), total), 0))
+    col_k = jnp.asarray(np.append(np.tile(flat_k, restarts), 0))
+    col_j = jnp.asarray(np.append(np.tile(flat_j, restarts), -1))  # -1: the dummy has no members
+    to_flat = jnp.asarray(np.arange(restarts)[:, None] * total + offsets[None, :])  # [R, K] first column
     padded_to_flat = jnp.asarray(padded_to_flat)
 
-    def assign(c):
-        # squared distances to every centroid of every k: [R, n, Σk], then padded to [R, n, K, k_max]
-        d2 = jnp.sum(c**2, axis=-1)[:, None, :] - 2.0 * jnp.einsum("nd,rcd->rnc", x, c) + sq_x[None, :, None]
-        d2 = jnp.concatenate([d2, jnp.full(d2.shape[:2] + (1,), jnp.inf, d2.dtype)], axis=-1)
-        padded = d2[:, :, padded_to_flat]
-        return jnp.argmin(padded, axis=-1), jnp.min(padded, axis=-1)  # [R, n, K]
+    def distances(c):  # squared distances to centroids c [m, d] -> [n, m]
+        return jnp.sum(c**2, axis=-1)[None, :] - 2.0 * (x @ c.T) + sq_x[:, None]
 
-    def update(c, labels):
-        flat = labels + jnp.asarray(offsets)[None, None, :]  # [R, n, K] flat centroid ids
-        onehot = jnp.zeros((restarts, n, total), x.dtype)
-        onehot = jax.vmap(lambda o, f: o.at[jnp.arange(n)[:, None], f].set(1.0))(onehot, flat)
-        counts = onehot.sum(axis=1)  # [R, Σk]
-        sums = jnp.einsum("rnc,nd->rcd", onehot, x)
-        # an empty cluster keeps its centroid
-        return jnp.where(counts[..., None] > 0, sums / jnp.maximum(counts, 1.0)[..., None], c)
+    def assign(dist):  # [n, cols] -> labels [n, R, K] within each k, and the distance to it
+        dist = dist.reshape(n, restarts, total)
+        dist = jnp.concatenate([dist, jnp.full((n, restarts, 1), jnp.inf, dist.dtype)], axis=-1)
+        padded = dist[:, :, padded_to_flat]  # [n, R, K, k_max]
+        return jnp.argmin(padded, axis=-1), jnp.min(padded, axis=-1)
+
+    def recompute(size):
+        def step(state):
+            c, dist, labels, changed = state
+            idx = jnp.nonzero(changed, size=size, fill_value=cols)[0]  # [size], padded with the dummy
+            members = labels[:, col_r[idx], col_k[idx]] == col_j[idx][None, :]  # [n, size]
+            onehot = members.astype(x.dtype)
+            counts = onehot.sum(axis=0)
+            old = c[jnp.minimum(idx, cols - 1)]
+            # an empty cluster keeps its centroid
+            new = jnp.where(counts[:, None] > 0, (onehot.T @ x) / jnp.maximum(counts, 1.0)[:, None], old)
+            shift = jnp.max(jnp.where(idx < cols, jnp.sum((new - old) ** 2, axis=-1), 0.0))
+            c = c.at[idx].set(new, mode="drop")
+            dist = dist.at[:, idx].set(distances(new), mode="drop")
+            return c, dist, shift
+        return step
+
+    steps = [recompute(size) for size in _capacities(cols)]
 
     def body(state):
-        c, _, it = state
-        labels, _ = assign(c)
-        new = update(c, labels)
-        shift = jnp.sum((new - c) ** 2, axis=-1)  # [R, Σk]
-        return new, jnp.max(shift), it + 1
+        c, dist, labels, changed, _, it = state
+        count = changed.sum()
+        # the smallest static size that holds every changed column
+        branch = sum((count <= size).astype(jnp.int32) for size in _capacities(cols)[1:])
+        c, dist, shift = jax.lax.switch(branch, steps, (c, dist, labels, changed))
+        new_labels, _ = assign(dist)
+        moved = new_labels != labels  # [n, R, K]
+        old_col = jnp.where(moved, to_flat[None] + labels, cols)
+        new_col = jnp.where(moved, to_flat[None] + new_labels, cols)
+        changed = jnp.zeros(cols + 1, bool).at[old_col].set(True).at[new_col].set(True)[:cols]
+        return c, dist, new_labels, changed, shift, it + 1
 
     def cond(state):
-        _, shift, it = state
+        *_, shift, it = state
         return (shift > threshold) & (it < max_iter)
 
-    c, _, iterations = jax.lax.while_loop(cond, body, (centroids, jnp.asarray(jnp.inf, x.dtype), 0))
-    labels, dist = assign(c)  # [R, n, K]
-    inertia = dist.sum(axis=1)  # [R, K]
+    dist = distances(centroids)
+    labels, _ = assign(dist)
+    state = (centroids, dist, labels, jnp.ones(cols, bool), jnp.asarray(jnp.inf, x.dtype), 0)
+    _, dist, labels, _, _, iterations = jax.lax.while_loop(cond, body, state)
+    labels, nearest = assign(dist)  # [n, R, K]
+    inertia = nearest.sum(axis=0)  # [R, K]
     best = jnp.argmin(inertia, axis=0)  # [K]
-    labels = jnp.take_along_axis(labels, best[None, None, :], axis=0)[0].T  # [K, n]
+    labels = jnp.take_along_axis(labels, best[None, None, :], axis=1)[:, 0].T  # [K, n]
     return KMeansAll(jnp.asarray(ks), labels, jnp.min(inertia, axis=0), iterations)
 
 

@@ -6,7 +6,7 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import silhouette_score
 
 from isojax import cluster, distributions, isotropy
-from tests.conftest import tol
+from tests.conftest import X64, tol
 
 KEY = jax.random.PRNGKey(0)
 
@@ -86,7 +86,8 @@ def test_clustered_cosine_falls_back_to_one_cluster_and_sees_a_cone():
 
 
 def test_partition_isotropy_and_lid():
-    assert float(isotropy.local_intrinsic_dimension(jax.random.normal(KEY, (1500, 3)) @ jax.random.normal(KEY, (3, 20)), 20)) == pytest.approx(3.0, rel=0.2)
+    x = jax.random.normal(KEY, (1500, 3)) @ jax.random.normal(KEY, (3, 20))
+    assert float(isotropy.local_intrinsic_dimension(x, 20)) == pytest.approx(3.0, rel=0.2)
 
 
 @pytest.mark.parametrize("family", sorted(distributions.FAMILIES))
@@ -106,7 +107,8 @@ def test_families_isotropic_at_zero_and_vmappable(family):
 @pytest.mark.parametrize("call, match", [
     (lambda: isotropy.isoscore(jnp.ones(5)), r"x must have rank 2 \[n, d\], got shape \(5,\)"),
     (lambda: isotropy.isoscore(jnp.ones((1, 5))), r"x needs at least 2 points, got shape \(1, 5\)"),
-    (lambda: isotropy.clustered_cosine(jnp.ones((10, 3)), KEY), r"k_max=16 must be smaller than the number of points, x has shape \(10, 3\)"),
+    (lambda: isotropy.clustered_cosine(jnp.ones((10, 3)), KEY),
+     r"k_max=16 must be smaller than the number of points, x has shape \(10, 3\)"),
     (lambda: isotropy.mean_cosine(jnp.full((4, 2), jnp.nan)), r"x has non-finite values \(shape \(4, 2\)\)"),
     (lambda: distributions.sample("banana", KEY, 10, 3), r"family must be one of"),
     (lambda: isotropy.local_intrinsic_dimension(jnp.ones((5, 2)), 9), r"k must be in \[2, n\)"),
@@ -114,3 +116,180 @@ def test_families_isotropic_at_zero_and_vmappable(family):
 def test_bad_input(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+# ----------------------------------------------------------------------------- degenerate inputs
+
+
+def _np_mean_cosine(x):
+    u = np.asarray(x, np.float64)
+    u = u / np.linalg.norm(u, axis=1, keepdims=True)
+    c = u @ u.T
+    return (c.sum() - np.trace(c)) / (len(u) * (len(u) - 1))
+
+
+def test_zero_rows_are_left_out_of_cosines_and_reported():
+    x = jax.random.normal(KEY, (40, 6)) + 1.0
+    padded = jnp.concatenate([x, jnp.zeros((40, 6))])
+    expected = _np_mean_cosine(x)
+    assert float(isotropy.mean_cosine(padded)) == pytest.approx(expected, abs=tol(1e-5, 1e-12))
+    with pytest.warns(UserWarning, match="40 zero rows"):
+        out = isotropy.measure(padded, measures=["cosine"])
+    assert out["zero_rows"] == 40 and out["cosine"] == pytest.approx(expected, abs=tol(1e-5, 1e-12))
+    with pytest.raises(ValueError, match="fewer than 2 nonzero rows"):
+        isotropy.mean_cosine(jnp.zeros((5, 3)).at[0, 0].set(1.0))
+
+
+def test_point_mass_raises_eagerly_and_is_nan_inside_jit():
+    x = jnp.ones((30, 4)) * jnp.arange(1.0, 5.0)
+    for fn in (isotropy.isoscore, isotropy.d_80, isotropy.top3_variance_ratio, isotropy.local_intrinsic_dimension,
+               lambda y: isotropy.clustered_cosine(y, KEY, k_max=4), lambda y: isotropy.mean_cosine(y, centre=True),
+               isotropy.measure):
+        with pytest.raises(ValueError, match="point mass|nonzero rows"):
+            fn(x)
+    assert float(isotropy.mean_cosine(x)) == pytest.approx(1.0)  # raw cosine of one direction is defined
+    assert np.isnan(float(jax.jit(isotropy.isoscore)(x)))
+    assert np.isnan(float(jax.jit(isotropy.local_intrinsic_dimension)(x)))
+    assert int(jax.jit(isotropy.d_80)(x)) == 0
+    np.testing.assert_array_equal(isotropy.covariance_spectrum(x), np.zeros(4))
+
+
+@pytest.mark.parametrize("scale", [1e-30, 1e-20, 1e-10, 1e10, 1e20, 1e30])
+def test_scale_invariance_over_the_float_range(scale):
+    x = jax.random.normal(KEY, (150, 8)) * jnp.linspace(1.0, 3.0, 8) + 0.5
+    y = x * scale
+    for fn in (isotropy.isoscore, isotropy.mean_cosine, lambda z: isotropy.mean_cosine(z, centre=True),
+               isotropy.local_intrinsic_dimension, lambda z: isotropy.clustered_cosine(z, KEY, k_max=4).score,
+               lambda z: isotropy.isoscore_star(z, 0.1), lambda z: isotropy.all_measures(z, KEY)["top1_variance"]):
+        assert float(fn(y)) == pytest.approx(float(fn(x)), rel=tol(2e-3, 1e-9), abs=tol(1e-5, 1e-12))
+    assert int(isotropy.d_80(y)) == int(isotropy.d_80(x))
+
+
+def test_without_rescaling_extreme_scales_break(monkeypatch):
+    from isojax.isotropy import _cloud
+    x = jax.random.normal(KEY, (150, 8))
+    base = float(isotropy.isoscore(x))
+    monkeypatch.setattr(_cloud, "SAFE_EXPONENT", 10**6)  # the guard switched off
+    big = 1e160 if X64 else 1e20  # squares overflow / underflow the float type
+    broken = [float(isotropy.isoscore(x * big)), float(isotropy.isoscore(x / big))]
+    assert not all(b == pytest.approx(base, abs=1e-3) for b in broken)
+
+
+def test_covariance_spectrum_keeps_its_scale_and_refuses_overflow():
+    x = jax.random.normal(KEY, (100, 5))
+    np.testing.assert_allclose(isotropy.covariance_spectrum(x * 2.0**40), isotropy.covariance_spectrum(x) * 2.0**80,
+                               rtol=tol(1e-5, 1e-12))
+    if not X64:
+        with pytest.raises(ValueError, match="beyond the range"):
+            isotropy.covariance_spectrum(x * 1e25)
+
+
+@pytest.mark.parametrize("low", [jnp.float16, jnp.bfloat16])
+def test_half_precision_is_computed_in_float32(low):
+    x = (jax.random.normal(KEY, (120, 6)) + 0.3).astype(low)
+    up = x.astype(jnp.float32)
+    assert float(isotropy.isoscore(x)) == float(isotropy.isoscore(up))
+    assert isotropy.covariance_spectrum(x).dtype == jnp.float32
+    assert float(isotropy.partition_isotropy(x)) == float(isotropy.partition_isotropy(up))
+    assert isotropy.measure(x, measures=["isoscore", "lid"]) == isotropy.measure(up, measures=["isoscore", "lid"])
+
+
+def test_too_large_is_refused_before_compute():
+    with pytest.raises(ValueError, match=r"covariance \[d, d\] = \[60000, 60000\]"):
+        isotropy.isoscore(jnp.zeros((2, 60000)))
+    with pytest.raises(ValueError, match=r"pairwise distances \[n, n\] = \[50000, 50000\]"):
+        isotropy.local_intrinsic_dimension(jax.ShapeDtypeStruct((50000, 2), jnp.float32) and jnp.zeros((50000, 2)))
+
+
+# ----------------------------------------------------------------------------- measure API
+
+
+def test_measure_returns_python_numbers_like_all_measures():
+    x = distributions.sample("mixture", KEY, 300, 8, 2.0)
+    out = isotropy.measure(x, seed=3)
+    assert set(out) == set(isotropy.MEASURES) | {"zero_rows"}
+    assert all(type(v) is float for k, v in out.items() if k not in ("best_k", "zero_rows"))
+    assert type(out["best_k"]) is int and out["zero_rows"] == 0
+    ref = isotropy.all_measures(x, jax.random.PRNGKey(3))
+    for name, value in ref.items():
+        assert out[name] == pytest.approx(float(value), rel=tol(1e-4, 1e-9), abs=tol(1e-6, 1e-12)), name
+    assert isotropy.measure(x, seed=jax.random.PRNGKey(3), measures=["best_k"]) == {"best_k": out["best_k"],
+                                                                                   "zero_rows": 0}
+
+
+def test_measure_selects_names_and_refuses_unknown_ones():
+    x = jax.random.normal(KEY, (50, 4))
+    assert set(isotropy.measure(x, measures=["isoscore", "lid"])) == {"isoscore", "lid", "zero_rows"}
+    with pytest.raises(ValueError, match=r"unknown measures \['banana'\]; valid names are \['isoscore'"):
+        isotropy.measure(x, measures=["isoscore", "banana"])
+    with pytest.raises(ValueError, match="seed must be an int or a PRNG key"):
+        isotropy.measure(x, seed=1.5)
+    with pytest.raises(ValueError, match=r"x has non-finite values"):
+        isotropy.measure(x.at[0, 0].set(jnp.nan))
+
+
+def test_measure_small_cloud_says_which_k_it_used():
+    x = jax.random.normal(KEY, (10, 3))
+    with pytest.warns(UserWarning) as record:
+        out = isotropy.measure(x, measures=["clustered_cosine", "lid"])
+    messages = " ".join(str(w.message) for w in record)
+    assert "k_max = 9" in messages and "k = 9 neighbours" in messages
+    assert np.isfinite(out["clustered_cosine"]) and np.isfinite(out["lid"])
+    with pytest.raises(ValueError, match="at least 3 points"):
+        isotropy.measure(x[:2], measures=["lid"])
+
+
+def test_measure_layers_accepts_arrays_lists_and_dicts():
+    hidden = jax.random.normal(KEY, (3, 60, 5)) * jnp.array([1.0, 2.0, 3.0])[:, None, None]
+    names = ["isoscore", "cosine", "lid"]
+    rows = isotropy.measure_layers(hidden, seed=1, measures=names)
+    assert [r["layer"] for r in rows] == [0, 1, 2]
+    for i, row in enumerate(rows):
+        assert row == {"layer": i, **isotropy.measure(hidden[i], jax.random.fold_in(jax.random.PRNGKey(1), i), names)}
+    named = isotropy.measure_layers({"emb": hidden[0], "out": np.asarray(hidden[2])}, seed=1, measures=names)
+    assert [r["layer"] for r in named] == ["emb", "out"] and named[1]["isoscore"] == rows[2]["isoscore"]
+    assert isotropy.measure_layers(list(hidden), seed=1, measures=names) == rows
+    with pytest.raises(ValueError, match=r"hidden must have rank 3 \[layers, n, d\]"):
+        isotropy.measure_layers(hidden[0])
+
+
+def test_layer_summary_is_the_experiments_row():
+    x = distributions.sample("spiked", KEY, 200, 12, 2.0)
+    key = jax.random.fold_in(KEY, 2)
+    cc = isotropy.clustered_cosine(x, key, k_max=16)
+    lam = isotropy.covariance_spectrum(x)
+    assert isotropy.layer_summary(x, key) == {
+        "clustered_cosine": float(cc.score), "best_k": int(cc.best_k),
+        "best_silhouette": float(jnp.max(cc.silhouettes)), "isoscore": float(isotropy.isoscore_from_spectrum(lam)),
+        "d80_fraction": float(isotropy.d_80_from_spectrum(lam)) / 12}
+
+
+_SWEEP = """
+import sys
+import jax
+from isojax import distributions, isotropy, sweep
+def cell(key, family, n, d, knob, replicate=0):
+    k1, k2 = jax.random.split(key)
+    return isotropy.all_measures(distributions.sample(family, k1, n, d, knob), k2)
+grid = {"family": ["spiked", "mixture"], "n": [200], "d": [16], "knob": [0.0, 1.0], "replicate": [0, 1]}
+sweep.run_sweep(cell, grid, sys.argv[1], seed=0, name="isotropy_measures", progress=False)
+"""
+
+
+def test_all_measures_table_is_bit_identical_on_1_and_2_devices(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    tables = []
+    for devices in (1, 2):
+        out = tmp_path / f"d{devices}.csv"
+        env = {**os.environ, "PYTHONPATH": str(root), "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+        proc = subprocess.run([sys.executable, "-c", _SWEEP, str(out)], env=env, capture_output=True, text=True,
+                              timeout=900)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        tables.append(out.read_text())
+    assert "lid" in tables[0].splitlines()[0] and len(tables[0].splitlines()) == 9
+    assert tables[0] == tables[1]

@@ -1,0 +1,174 @@
+"""Every measure of one cloud at once: `all_measures` (jit/vmap-able, for sweeps), `measure` and
+`measure_layers` (for your own arrays: validated, Python numbers out), `layer_summary` (the trained-model
+experiments' per-layer row).
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from collections.abc import Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from isojax import _validate as V
+from isojax.isotropy import _cloud as C
+from isojax.isotropy.clustered import clustered_cosine, subsample
+from isojax.isotropy.cosine import local_intrinsic_dimension, mean_cosine
+from isojax.isotropy.spectrum import (
+    after,
+    covariance_spectrum,
+    d_80_from_spectrum,
+    isoscore_from_spectrum,
+    partition_isotropy,
+    scaled_spectrum,
+)
+
+__all__ = ["MEASURES", "all_measures", "layer_summary", "measure", "measure_layers"]
+
+MEASURES = ("isoscore", "d80_fraction", "top1_variance", "cosine", "cosine_centred", "partition_isotropy", "lid",
+            "clustered_cosine", "best_k", "best_silhouette")
+_SPREAD = {"isoscore", "d80_fraction", "top1_variance", "cosine_centred", "lid", "clustered_cosine", "best_k",
+           "best_silhouette"}  # undefined for a point mass
+_CLUSTERED = {"clustered_cosine", "best_k", "best_silhouette"}
+_COSINE = {"cosine", "cosine_centred", "clustered_cosine"}
+LID_K = 20
+K_MAX = 16
+
+
+def _compute(x, key, names: tuple[str, ...], max_points: int, k_max: int, lid_k: int) -> dict[str, jax.Array]:
+    """The named measures of a validated cloud [n, d] (traceable; no value checks)."""
+    n = x.shape[0]
+    out = {}
+    lam = scaled_spectrum(x)
+    if "isoscore" in names:
+        out["isoscore"] = isoscore_from_spectrum(lam)
+    if "d80_fraction" in names:
+        out["d80_fraction"] = (d_80_from_spectrum(lam) / x.shape[1]).astype(x.dtype)
+    if "top1_variance" in names:
+        out["top1_variance"] = lam[0] / lam.sum()
+    if "cosine" in names:
+        out["cosine"] = mean_cosine(x)
+    if "cosine_centred" in names:
+        out["cosine_centred"] = mean_cosine(x, centre=True)
+    if "partition_isotropy" in names:
+        out["partition_isotropy"] = partition_isotropy(after(x, lam))
+    if "lid" in names:
+        # beyond max_points, on the same seeded subsample as clustered cosine (the [n, n] distances grow fast)
+        pts = x if n <= max_points else x[subsample(key, n, max_points)]
+        out["lid"] = local_intrinsic_dimension(pts, lid_k)
+    if _CLUSTERED & set(names):
+        cc = clustered_cosine(x, key, max_points=max_points, k_max=k_max)
+        out["clustered_cosine"] = cc.score
+        out["best_k"] = cc.best_k.astype(x.dtype)
+        out["best_silhouette"] = jnp.max(cc.silhouettes)
+    # a point mass has no spread: inside a trace rounding noise would otherwise pass for one
+    return {name: C.point_mass_to(x, out[name], 0 if name == "d80_fraction" else jnp.nan) if name in _SPREAD
+            else out[name] for name in names}
+
+
+def all_measures(x, key, clustered: bool = True, max_points: int = 2000, lid_k: int = LID_K) -> dict[str, jax.Array]:
+    """Every isotropy measure of one cloud [n, d] as a dict of scalars (the row of a sweep table): isoscore,
+    d80_fraction, top1_variance, cosine, cosine_centred, partition_isotropy, lid, and (when `clustered`)
+    clustered_cosine and best_k (as a float). jit- and vmap-able; inside a trace degenerate clouds give NaN
+    (see `isojax.isotropy._cloud`). Use `measure` for validated Python numbers."""
+    x = C.cloud(x)
+    names = MEASURES[:7] + (("clustered_cosine", "best_k") if clustered else ())
+    m = min(x.shape[0], max_points)
+    return _compute(x, key, names, max_points, min(K_MAX, m - 1), min(lid_k, m - 1))
+
+
+def _key(seed) -> jax.Array:
+    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+        return jax.random.PRNGKey(int(seed))
+    if isinstance(seed, jax.Array) and (jax.dtypes.issubdtype(seed.dtype, jax.dtypes.prng_key)
+                                        or (seed.dtype == jnp.uint32 and seed.shape == (2,))):
+        return seed
+    raise ValueError(f"seed must be an int or a PRNG key, got {seed!r}")
+
+
+def _names(measures) -> tuple[str, ...]:
+    if measures is None:
+        return MEASURES
+    if isinstance(measures, str):
+        measures = [measures]
+    unknown = [m for m in measures if m not in MEASURES]
+    if unknown:
+        raise ValueError(f"unknown measures {unknown}; valid names are {list(MEASURES)}")
+    return tuple(m for m in MEASURES if m in measures)
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3, 4, 5))
+def _compute_jit(x, key, names, max_points, k_max, lid_k):
+    return _compute(x, key, names, max_points, k_max, lid_k)
+
+
+def measure(x, seed=0, measures=None, max_points: int = 2000, name: str = "x") -> dict[str, float | int]:
+    """Isotropy measures of your own cloud x: [n, d] -> {name: Python float (int for best_k and zero_rows)}.
+
+    `seed` (an int or a PRNG key) seeds the subsample and k-means of clustered cosine; `measures` picks names
+    from MEASURES (all by default). Clustered cosine and the local intrinsic dimension use a seeded subsample
+    of at most `max_points` rows. Small clouds: k runs over 2..min(16, m-1) and LID uses min(20, m-1)
+    neighbours, each announced with a warning naming the value. The result also holds `zero_rows`, the number
+    of all-zero rows of x, which the cosine measures leave out (a zero vector has no direction).
+    Raises ValueError for NaN/inf, a point mass (with a spread-based measure selected), fewer than 3 points
+    (for lid or clustered cosine) or arrays too large to compute; float16/bfloat16 are computed in float32.
+    """
+    names = _names(measures)
+    key = _key(seed)
+    max_points = V.positive_int("max_points", max_points, 3)
+    x = C.cloud(x, name)
+    n = x.shape[0]
+    m = min(n, max_points)
+    if ({"lid"} | _CLUSTERED) & set(names) and m < 3:
+        raise ValueError(f"{name} needs at least 3 points for lid and clustered cosine, got shape {tuple(x.shape)}")
+    C.check_distances(x[:m], name)
+    if _SPREAD & set(names):
+        C.refuse_point_mass(x, name, what=f"{sorted(_SPREAD & set(names))}")
+    k_max, lid_k = min(K_MAX, m - 1), min(LID_K, m - 1)
+    if _CLUSTERED & set(names) and k_max < K_MAX:
+        warnings.warn(f"{name} has {m} points: clustered cosine tries k = 2..{k_max} (k_max = {k_max}) "
+                      f"instead of 2..{K_MAX}", stacklevel=2)
+    if "lid" in names and lid_k < LID_K:
+        warnings.warn(f"{name} has {m} points: lid uses k = {lid_k} neighbours instead of {LID_K}", stacklevel=2)
+    zero = int(np.sum(~np.asarray(C.nonzero_rows(x))))
+    if zero and _COSINE & set(names):
+        warnings.warn(f"{name} has {zero} zero rows: the cosine measures leave them out", stacklevel=2)
+    if "cosine" in names and n - zero < 2:
+        raise ValueError(f"{name} has fewer than 2 nonzero rows (shape {tuple(x.shape)}): the mean cosine is undefined")
+    values = jax.device_get(_compute_jit(x, key, names, max_points, k_max, lid_k))
+    out: dict[str, float | int] = {k: (int(v) if k == "best_k" else float(v)) for k, v in values.items()}
+    out["zero_rows"] = zero
+    return out
+
+
+def measure_layers(hidden, seed=0, measures=None, max_points: int = 2000) -> list[dict]:
+    """`measure` for every layer: hidden is [layers, n, d], a list of [n, d] arrays or a dict name -> [n, d].
+    Layer i is measured with key fold_in(key(seed), i). -> one dict per layer, with a "layer" entry (the
+    index, or the dict key)."""
+    if isinstance(hidden, Mapping):
+        layers = list(hidden.items())
+    elif isinstance(hidden, Sequence) and not isinstance(hidden, (str, bytes)):
+        layers = list(enumerate(hidden))
+    else:
+        hidden = V.array("hidden", hidden, ndim=3, what="[layers, n, d]", upcast_low=True)
+        layers = list(enumerate(hidden))
+    if not layers:
+        raise ValueError("hidden holds no layers")
+    key = _key(seed)
+    return [{"layer": name, **measure(x, jax.random.fold_in(key, i), measures, max_points, name=f"hidden[{name!r}]")}
+            for i, (name, x) in enumerate(layers)]
+
+
+def layer_summary(x, key) -> dict[str, float | int]:
+    """The trained-model experiments' row for one layer x: [n, d], bit for bit: clustered cosine (k = 2..
+    min(16, n-1)), its best k and best silhouette, IsoScore and d(0.8)/d. Callers pass the layer's own key,
+    e.g. jax.random.fold_in(key, layer)."""
+    x = C.cloud(x)
+    cc = clustered_cosine(x, key, k_max=min(K_MAX, x.shape[0] - 1))
+    lam = covariance_spectrum(x)
+    return {"clustered_cosine": float(cc.score), "best_k": int(cc.best_k),
+            "best_silhouette": float(jnp.max(cc.silhouettes)), "isoscore": float(isoscore_from_spectrum(lam)),
+            "d80_fraction": float(d_80_from_spectrum(lam)) / x.shape[1]}
