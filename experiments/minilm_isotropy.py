@@ -50,11 +50,8 @@ def layer_measures(texts, params, config, key):
     rows = []
     for layer, x in enumerate(hidden):
         x = jnp.asarray(x[:2000])
-        cc = isotropy.clustered_cosine(x, jax.random.fold_in(key, layer))
-        lam = isotropy.covariance_spectrum(x)
-        rows.append({"layer": layer, "tokens": int(x.shape[0]), "clustered_cosine": float(cc.score), "best_k": int(cc.best_k),
-                     "isoscore": float(isotropy.isoscore_from_spectrum(lam)),
-                     "d80_fraction": float(isotropy.d_80_from_spectrum(lam)) / x.shape[1],
+        rows.append({"layer": layer, "tokens": int(x.shape[0]),
+                     **isotropy.layer_summary(x, jax.random.fold_in(key, layer)),
                      "cosine": float(isotropy.mean_cosine(x))})
     return rows
 

@@ -28,18 +28,11 @@ ARCHS: dict[str, dict] = {
 
 
 def layer_rows(hidden: jax.Array | np.ndarray, key: jax.Array) -> list[dict]:
-    """Isotropy of each layer's hidden states. hidden: [L + 1, n, d] -> one dict per layer with clustered
-    cosine, its best k and silhouette, IsoScore and d(0.8)/d; layer l uses key fold_in(key, l)."""
-    rows = []
-    for layer in range(hidden.shape[0]):
-        x = jnp.asarray(hidden[layer])
-        cc = isotropy.clustered_cosine(x, jax.random.fold_in(key, layer), k_max=min(16, x.shape[0] - 1))
-        lam = isotropy.covariance_spectrum(x)
-        rows.append({"layer": layer, "clustered_cosine": float(cc.score), "best_k": int(cc.best_k),
-                     "best_silhouette": float(jnp.max(cc.silhouettes)),
-                     "isoscore": float(isotropy.isoscore_from_spectrum(lam)),
-                     "d80_fraction": float(isotropy.d_80_from_spectrum(lam)) / x.shape[1]})
-    return rows
+    """Isotropy of each layer's hidden states. hidden: [L + 1, n, d] -> one dict per layer
+    (`isotropy.layer_summary`: clustered cosine, its best k and silhouette, IsoScore and d(0.8)/d); layer l uses
+    key fold_in(key, l)."""
+    return [{"layer": layer, **isotropy.layer_summary(jnp.asarray(hidden[layer]), jax.random.fold_in(key, layer))}
+            for layer in range(hidden.shape[0])]
 
 
 def _losses_path(path: Path) -> Path:

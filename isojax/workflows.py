@@ -233,21 +233,6 @@ def read_hidden(path: Path) -> dict[str, np.ndarray]:
     return dict(arrays)
 
 
-def _measure_layers_standin(hidden: dict, seed: int, measures, max_points: int) -> list[dict]:
-    # stand-in until isotropy.measure_layers lands: isotropy.all_measures per layer, key fold_in(key(seed), i)
-    known = ("isoscore", "d80_fraction", "top1_variance", "cosine", "cosine_centred", "partition_isotropy", "lid",
-             "clustered_cosine", "best_k")
-    unknown = [m for m in measures or () if m not in known]
-    if unknown:
-        raise ValueError(f"unknown measures {unknown}; valid names are {list(known)}")
-    rows = []
-    for i, (name, x) in enumerate(hidden.items()):
-        x = V.array(f"hidden[{name!r}]", x, ndim=2, what="[n, d]")
-        got = isotropy.all_measures(x, jax.random.fold_in(jax.random.PRNGKey(seed), i), max_points=max_points)
-        rows.append({"layer": name, **{k: float(v) for k, v in got.items() if not measures or k in measures}})
-    return rows
-
-
 def measure_file(path: Path, out: Path, measures: list[str] | None = None, max_points: int = 2000,
                  seed: int = 0) -> tuple[list[dict], list[Path]]:
     """Every isotropy measure (or `measures`) of each layer's hidden states in a file (see `read_hidden`) ->
@@ -259,10 +244,7 @@ def measure_file(path: Path, out: Path, measures: list[str] | None = None, max_p
     for ext in (".png", ".pdf", ".csv.json"):
         check_output(out.with_name(out.stem + ext) if ext != ".csv.json" else out.with_name(out.name + ".json"))
     hidden = read_hidden(path)
-    if hasattr(isotropy, "measure_layers"):
-        rows = isotropy.measure_layers(hidden, seed=seed, measures=measures, max_points=max_points)
-    else:
-        rows = _measure_layers_standin(hidden, seed, measures, max_points)
+    rows = isotropy.measure_layers(hidden, seed=seed, measures=measures, max_points=max_points)
     config = {"name": "measure_file", "file": str(path), "measures": measures, "max_points": max_points, "seed": seed}
     written = [results.save_table(rows, out, config), out.with_name(out.name + ".json")]
     with plots.style():
