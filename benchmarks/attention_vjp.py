@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-
 from _common import best_time, machine
+
 from isojax import attention as att
 
 SIZES = [  # (batch, T, d_model, heads)
@@ -22,7 +22,8 @@ SIZES = [  # (batch, T, d_model, heads)
 
 def main() -> None:
     print(f"machine: {machine()}\n")
-    print("| batch × T × d_model, heads | causal | jax.vjp (ms) | closed form (ms) | speed ratio (jax.vjp / closed) | rel. diff of all gradients |")
+    print("| batch × T × d_model, heads | causal | jax.vjp (ms) | closed form (ms) "
+          "| speed ratio (jax.vjp / closed) | rel. diff of all gradients |")
     print("|---|---|---|---|---|---|")
     for batch, length, d_model, heads in SIZES:
         ks = jax.random.split(jax.random.PRNGKey(0), 3)

@@ -10,8 +10,8 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-
 from _common import best_time, machine
+
 from isojax import pretrained
 from isojax import transformer as tf
 

@@ -9,12 +9,12 @@ import time
 
 import jax
 import jax.numpy as jnp
-
 from _common import machine
+
+from isojax import lm as _lm
 from isojax import train
 from isojax import transformer as tf
 from isojax.data import corpus
-from isojax import lm as _lm
 
 
 def main() -> None:

@@ -34,7 +34,8 @@ def _table(out: Path, size: str) -> Path:
 def compute(out: Path, size: str = "quick", seed: int = 0) -> list[Path]:
     """Sweep table fisher_spectrum: the mean spectrum of F for cone and spiked heads at every knob."""
     cfg = SIZES[size]
-    sweep.run_sweep(cell, {"family": ["cone", "spiked"], "vocab": [cfg["vocab"]], "d": [cfg["d"]], "knob": cfg["knobs"]},
+    sweep.run_sweep(cell, {"family": ["cone", "spiked"], "vocab": [cfg["vocab"]], "d": [cfg["d"]],
+                           "knob": cfg["knobs"]},
                     _table(out, size), seed=seed, name="fisher_spectrum", per_device=5)
     return [_table(out, size)]
 

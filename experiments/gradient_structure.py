@@ -37,18 +37,21 @@ def compute(out: Path, size: str = "quick", seed: int = 0) -> list[Path]:
     n = cfg["instances"]
     key = jax.random.PRNGKey(seed)
     t3 = {name: np.concatenate([np.asarray(jax.jit(jax.vmap(_attention_instance(c)))(
-        jax.random.split(jax.random.fold_in(key, i), n // 2))[name]) for i, c in enumerate(theory.T3_CONFIGS[:cfg["configs"]])])
+        jax.random.split(jax.random.fold_in(key, i), n // 2))[name])
+        for i, c in enumerate(theory.T3_CONFIGS[:cfg["configs"]])])
         for name in ("t3a", "t3b_auto")}
     head_draw = theory._head_instance(64, 16)
     t2 = jax.jit(jax.vmap(lambda k: theory.t2_head_gradients(*head_draw(k))))(jax.random.split(key, n))
     steps = cfg["steps"]
     keys = jax.random.split(jax.random.fold_in(key, 99), 8)
-    traj = {name: np.asarray(jax.jit(jax.vmap(lambda k, o=opt: theory.mean_embedding_drift(k, o, steps, trajectory=True)["trajectory"]))(keys))
+    traj = {name: np.asarray(jax.jit(jax.vmap(
+                lambda k, o=opt: theory.mean_embedding_drift(k, o, steps, trajectory=True)["trajectory"]))(keys))
             for name, opt in (("SGD", optax.sgd(0.1)), ("Adam", optax.adam(0.01)))}
     rows = [{"instance": i, "t3a_rel_over_eps": float(a), "t3b_bk_grad_over_eps": float(b), "t2b_over_eps": float(c)}
             for i, (a, b, c) in enumerate(zip(t3["t3a"], t3["t3b_auto"], np.asarray(t2["t2b_closed"])))]
     return [
-        results.save_table(rows, out / "results" / "gradient_structure.csv", {"name": "gradient_structure", "seed": seed}),
+        results.save_table(rows, out / "results" / "gradient_structure.csv",
+                           {"name": "gradient_structure", "seed": seed}),
         results.save_table([{"step": s + 1, **{k: float(v.mean(0)[s]) for k, v in traj.items()}} for s in range(steps)],
                          out / "results" / "mean_embedding_drift.csv", {"name": "mean_embedding_drift", "seed": seed}),
     ]

@@ -120,7 +120,8 @@ def plot(out: Path, size: str = "quick") -> list[Path]:
     for i, (_, _, label) in enumerate(TEACHERS):
         sel = [r for r in rows if r["teacher"] == label]
         ax.loglog([r["excess_ce"] for r in sel], [r["mse"] for r in sel], "o-", color=f"C{i}", label=f"{label} teacher")
-    grid = np.logspace(np.log10(min(r["excess_ce"] for r in rows)) - 0.3, np.log10(max(r["excess_ce"] for r in rows)) + 0.3)
+    grid = np.logspace(np.log10(min(r["excess_ce"] for r in rows)) - 0.3,
+                       np.log10(max(r["excess_ce"] for r in rows)) + 0.3)
     ax.loglog(grid, 2 * grid, "k--", label="T5a bound 2B²ε (B = 1)")
     ax.set_xlabel("excess cross-entropy ε (nats), checkpoints of training")
     ax.set_ylabel("E (ŷ − y)², conditional-mean forecast")

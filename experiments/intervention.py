@@ -34,7 +34,8 @@ def compute(out: Path, size: str = "quick", seed: int = 0) -> list[Path]:
         for w in cfg["strengths"]:
             for s in cfg["seeds"]:
                 # the dataset's stable number modulo 1000: the rule the published runs were keyed with
-                key = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(seed), s), keys.name_to_int(source, 1000))
+                key = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(seed), s),
+                                         keys.name_to_int(source, 1000))
                 res, per_layer, _ = lm.train_and_measure(key, source, "bins", "decoder", cfg["steps"],
                                                          penalty=neg_isoscore_star, penalty_weight=w,
                                                          cache=out / "results" / "models")

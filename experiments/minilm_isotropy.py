@@ -27,7 +27,8 @@ def english_sentences(limit: int) -> list[str]:
                      "statecrime", "strikes", "fertility", "copper", "cpunish", "scotland", "spector", "stackloss"):
             mod = getattr(sm.datasets, name)
             texts += [getattr(mod, attr, "") for attr in ("DESCRLONG", "NOTE", "SOURCE")]
-    sentences = [s.strip() for t in texts for s in re.split(r"(?<=[.!?])\s+", " ".join(t.split())) if len(s.split()) >= 6]
+    sentences = [s.strip() for t in texts for s in re.split(r"(?<=[.!?])\s+", " ".join(t.split()))
+                 if len(s.split()) >= 6]
     return sentences[:limit]
 
 
@@ -45,7 +46,8 @@ def numeric_strings(limit: int, values_per_string: int = 24) -> list[str]:
 def layer_measures(texts, params, config, key):
     """Per-layer measures of MiniLM's hidden states over every real token of `texts` (at most 2,000 tokens)."""
     ids, mask = pretrained.encode(texts, max_len=128)
-    hidden = jax.jit(jax.vmap(lambda t, m: tf.forward(params, t, config, key_mask=m)[0]))(jnp.asarray(ids), jnp.asarray(mask))
+    hidden = jax.jit(jax.vmap(lambda t, m: tf.forward(params, t, config, key_mask=m)[0]))(jnp.asarray(ids),
+                                                                                           jnp.asarray(mask))
     hidden = np.moveaxis(np.asarray(hidden), 1, 0)[:, mask]  # [L+1, tokens, d]
     rows = []
     for layer, x in enumerate(hidden):

@@ -71,9 +71,11 @@ def compute(out: Path, size: str = "quick", seed: int = 0) -> list[Path]:
     cfg, tables = SIZES[size], _tables(out, size)
     reps = list(range(cfg["replicates"]))
     d = D  # the T4a heads' dimension
-    sweep.run_sweep(head_cell, {"kind": ["cone", "spiked"], "vocab": [4096], "d": [d], "knob": KNOBS, "replicate": reps},
+    sweep.run_sweep(head_cell, {"kind": ["cone", "spiked"], "vocab": [4096], "d": [d], "knob": KNOBS,
+                                "replicate": reps},
                     tables["partition_vs_knob"], seed=seed, name="partition_vs_knob")
-    sweep.run_sweep(head_cell, {"kind": ["cone"], "vocab": cfg["vocabs"], "d": [d], "knob": [0.0, 0.5], "replicate": reps},
+    sweep.run_sweep(head_cell, {"kind": ["cone"], "vocab": cfg["vocabs"], "d": [d], "knob": [0.0, 0.5],
+                                "replicate": reps},
                     tables["partition_vs_vocab"], seed=seed, name="partition_vs_vocab")
     sweep.run_sweep(context_cell, {"family": FAMILIES, "vocab": [512], "d": [32], "knob": KNOBS, "replicate": reps},
                     tables["t4b_contexts"], seed=seed, name="t4b_contexts")

@@ -37,10 +37,12 @@ def compute(out: Path, size: str = "quick", seed: int = 0) -> list[Path]:
         f64 = _np_log_softmax(z64 + a)
         rows.append({"shift": float(a),
                      "stable_float32": float(np.max(np.abs(stable - ref))),
-                     "naive_float32": float(np.max(np.abs(naive - ref))) if np.all(np.isfinite(naive)) else float("inf"),
+                     "naive_float32": (float(np.max(np.abs(naive - ref))) if np.all(np.isfinite(naive))
+                                       else float("inf")),
                      "stable_float64": float(np.max(np.abs(f64 - ref))),
                      "eps32_scale": float(np.finfo(np.float32).eps * (a + np.abs(z64).max()))})
-    tables = [results.save_table(rows, out / "results" / "shift_invariance.csv", {"name": "shift_invariance", "seed": seed})]
+    tables = [results.save_table(rows, out / "results" / "shift_invariance.csv",
+                                 {"name": "shift_invariance", "seed": seed})]
 
     # T1b: KL(p(h) ‖ p(h+λ)) along null(Φ_c) and along random directions, as |λ| grows
     low = rng.normal(size=(vocab, 3)) @ rng.normal(size=(3, dim))
@@ -76,7 +78,8 @@ def plot(out: Path, size: str = "quick") -> list[Path]:
     ax = axes[0, 0]
     naive = np.where(np.isfinite(table["naive_float32"]), table["naive_float32"], np.nan)
     ax.loglog(shifts, np.maximum(table["stable_float32"], 1e-18), "o-", label="isojax log_softmax, float32")
-    ax.loglog(shifts, np.maximum(table["stable_float64"], 1e-18), "s-", label="stable, float64 (numpy; 0 drawn at 1e-18)")
+    ax.loglog(shifts, np.maximum(table["stable_float64"], 1e-18), "s-",
+              label="stable, float64 (numpy; 0 drawn at 1e-18)")
     ax.loglog(shifts, table["eps32_scale"], "k--", label="eps32·(|a| + |z|∞): rounding of z + a")
     finite = np.isfinite(naive)
     ax.loglog(shifts[finite], np.maximum(naive[finite], 1e-18), "x-", label="naive exp/Σexp, float32")

@@ -33,7 +33,8 @@ MEASURES = ("isoscore_last", "clustered_cosine_last", "isoscore_mean")
 DIRECTION = {"isoscore_last": "isotropy", "clustered_cosine_last": "anisotropy", "isoscore_mean": "isotropy"}
 # runs: which (dataset, tokenizer, architecture) triples train, for how many steps, with which seeds
 SIZES = {
-    "tiny": dict(runs=[(d, t, a) for d in ("gp:rbf_0.1", "real:nile", "teacher") for t, a in (*VARIANTS[:2], VARIANTS[3])],
+    "tiny": dict(runs=[(d, t, a) for d in ("gp:rbf_0.1", "real:nile", "teacher")
+                       for t, a in (*VARIANTS[:2], VARIANTS[3])],
                  steps=10, seeds=[0]),
     # the first variant on every dataset, the next three on the six core datasets; one seed (time budget)
     "quick": dict(runs=[(d, t, a) for t, a in VARIANTS[:4] for d in (DATASETS if (t, a) == VARIANTS[0] else CORE)],
@@ -79,7 +80,8 @@ def compute(out: Path, size: str = "quick", seed: int = 0) -> list[Path]:
                                {"name": "trained_isotropy", "seed": seed, "steps": steps}),
               results.save_table(layers_rows, folder / "trained_isotropy_layers.csv",
                                {"name": "trained_isotropy_layers", "seed": seed}),
-              results.save_table(pca_rows, folder / "trained_isotropy_pca.csv", {"name": "trained_isotropy_pca", "seed": seed})]
+              results.save_table(pca_rows, folder / "trained_isotropy_pca.csv",
+                                 {"name": "trained_isotropy_pca", "seed": seed})]
     nmse = [s["nmse"] for s in summary]
     corr = {m: stats.spearman_bootstrap([s[m] for s in summary], nmse, seed) for m in MEASURES}
     within = {m: stats.within_group_spearman(summary, m, "nmse", "data", seed) for m in MEASURES}
@@ -192,7 +194,8 @@ def plot(out: Path, size: str = "quick") -> list[Path]:
     layers_rows = results.read_table(folder / "trained_isotropy_layers.csv")
     steps = json.loads((folder / "trained_isotropy_runs.csv.json").read_text())["config"]["steps"]
     rho = results.read_table(folder / "trained_isotropy_spearman.csv")
-    corr = {r["measure"]: (r["spearman_rho"], r["ci_low"], r["ci_high"]) for r in rho if r["scope"] == "pooled over runs"}
+    corr = {r["measure"]: (r["spearman_rho"], r["ci_low"], r["ci_high"]) for r in rho
+            if r["scope"] == "pooled over runs"}
     within = {r["measure"]: (r["spearman_rho"], r["ci_low"], r["ci_high"], int(r["datasets"])) for r in rho
               if r["scope"] != "pooled over runs"}
     effects = {r["measure"]: r for r in results.read_table(folder / "trained_isotropy_effects.csv")}
@@ -215,7 +218,8 @@ def by_layer_figures(summary: list[dict], layers_rows: list[dict], steps: int, f
     (architecture, tokenizer); one colour per dataset with its NMSE in each column in the legend."""
     paths, variants = [], _variants(summary)
     groups = [("GP kernels", [d for d in dict.fromkeys(s["data"] for s in summary) if d.startswith("gp:")]),
-              ("real series and teacher", [d for d in dict.fromkeys(s["data"] for s in summary) if not d.startswith("gp:")])]
+              ("real series and teacher",
+               [d for d in dict.fromkeys(s["data"] for s in summary) if not d.startswith("gp:")])]
     groups = [g for g in groups if g[1]]
     by_run = {s["run"]: s for s in summary}
     for measure, fname, ylabel in (("clustered_cosine", "t6_clustered_cosine_by_layer", "clustered cosine"),
@@ -237,9 +241,10 @@ def by_layer_figures(summary: list[dict], layers_rows: list[dict], steps: int, f
             handles = [plt.Line2D([], [], color=f"C{j % 10}", marker="o", markersize=2) for j in range(len(sources))]
             labels = [short(d) + " (" + ", ".join(f"{by_run[f'{d}|{t}|{a}']['nmse']:.2f}" if f"{d}|{t}|{a}" in by_run
                                                    else "–" for t, a in variants) + ")" for d in sources]
-            axes[row, -1].legend(handles, labels, frameon=False, fontsize=5, loc="upper left", bbox_to_anchor=(1.02, 1.0),
-                                 title="data (NMSE by column)", title_fontsize=5)
-        fig.suptitle(f"{ylabel} of each layer's hidden states (layer 0 = embeddings), {steps} training steps", fontsize=7)
+            axes[row, -1].legend(handles, labels, frameon=False, fontsize=5, loc="upper left",
+                                 bbox_to_anchor=(1.02, 1.0), title="data (NMSE by column)", title_fontsize=5)
+        fig.suptitle(f"{ylabel} of each layer's hidden states (layer 0 = embeddings), {steps} training steps",
+                     fontsize=7)
         paths += plots.save(fig, fig_dir, fname)
     return paths
 
@@ -283,7 +288,8 @@ def isotropy_vs_nmse_figure(summary: list[dict], corr: dict, within: dict, fig_d
             title += (f"\nFE slope of log NMSE per sd = {e['slope_per_sd']:.2f} [{e['ci_low_per_sd']:.2f}, "
                       f"{e['ci_high_per_sd']:.2f}], MDE {e['mde_per_sd']:.2f}; supports if {e['supports_if']}")
         ax.set_title(title, fontsize=5)
-        ax.set_xlabel({"isoscore_last": "IsoScore, last layer", "clustered_cosine_last": "clustered cosine, last layer"}[m])
+        ax.set_xlabel({"isoscore_last": "IsoScore, last layer",
+                       "clustered_cosine_last": "clustered cosine, last layer"}[m])
         ax.set_ylabel("forecast NMSE")
         ax.set_yscale("log")
     axes[0, 0].legend(frameon=False, fontsize=5)

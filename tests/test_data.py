@@ -114,7 +114,8 @@ def test_teacher_source_is_one_law_sampled_anew_per_key():
     t = teacher.make_teacher(jax.random.PRNGKey(corpus.TEACHER_KEY))
     for seed in (1, 2):  # the same fixed law, whatever the data key; the samples change with it
         got = corpus._series("teacher", jax.random.PRNGKey(seed), 3, 50)
-        np.testing.assert_array_equal(np.stack(got), np.asarray(teacher.sample_series(jax.random.PRNGKey(seed), t, 3, 50)))
+        np.testing.assert_array_equal(np.stack(got),
+                                      np.asarray(teacher.sample_series(jax.random.PRNGKey(seed), t, 3, 50)))
     assert not np.allclose(corpus._series("teacher", jax.random.PRNGKey(1), 1, 50)[0],
                            corpus._series("teacher", jax.random.PRNGKey(2), 1, 50)[0])
 

@@ -14,7 +14,6 @@ from isojax import experiment, results
 from tests.conftest import ROOT, subprocess_env
 
 
-
 def _table(out, name):
     rows = results.read_table(out / "results" / name)
     assert rows, name
