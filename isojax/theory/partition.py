@@ -75,7 +75,7 @@ def check_t4a(key, n: int = 1000, vocabs=(256, 1024, 4096, 16384), dim: int = 8,
     quantity, residuals in units of t4a_sigma(V); the tolerance in log units is reported beside the smallest
     predicted |log I| so one can see it is meaningful at every V."""
     configs = [dict(vocab=v, dim=dim) for v in vocabs]
-    res = run_instances("T4a", _make_t4a, key, n, configs, timings or Timings(), impl, batch=16)
+    res = run_instances("T4a", _make_t4a, key, n, configs, timings or Timings(), impl)
     per = len(res["log_z"]) // len(vocabs)
     tol_z, tol_i = 6.0, 12.0
     rows = []
@@ -140,16 +140,17 @@ def _make_t4b(vocab, dim, contexts, **impl):
 T4B_CONFIGS = [dict(vocab=64, dim=8, contexts=64), dict(vocab=512, dim=16, contexts=128)]
 
 
-def check_t4b(key, n: int = 1000, timings: Timings | None = None, **impl) -> list[CheckRow]:
+def check_t4b(key, n: int = 1000, timings: Timings | None = None, configs: list[dict] | None = None,
+              **impl) -> list[CheckRow]:
     """T4b on heads with a cone of random strength and contexts of random spread (ε_Z from ~0 to several)."""
-    res = run_instances("T4b", _make_t4b, key, n, T4B_CONFIGS, timings or Timings(), impl)
+    res = run_instances("T4b", _make_t4b, key, n, configs or T4B_CONFIGS, timings or Timings(), impl)
     u = "eps·(|z|∞+1)"
     note = (f"ε_Z from {res['eps_z'].min():.2g} to {res['eps_z'].max():.2g}; R² of the affine fit from "
             f"{res['r2'].min():.3g} to {res['r2'].max():.3g}")
     return [
-        row("T4b", "log p(w|c) = φ_wᵀc - log Z(c) (reference)", u, res["value"], 8.0),
-        row("T4b", "log Z(c) = m + log Σexp(z - m) (reference)", u, res["log_z"], 8.0),
         row("T4b", "affine-fit residual of log p(w|·) = that of -log Z, ∀w", u + "·√m", res["same_residual"], 8.0),
         row("T4b", "RMS of affine-fit residual ≤ RMS(log Z - mean) ≤ ε_Z", "excess/(" + u + "·√m)", res["bound"],
             1.0, note),
+        row("T4b", "log p(w|c) = φ_wᵀc - log Z(c) (reference)", u, res["value"], 8.0),
+        row("T4b", "log Z(c) = m + log Σexp(z - m) (reference)", u, res["log_z"], 8.0),
     ]

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from isojax import attention as att
-from isojax.theory.harness import CheckRow, Timings, eps, normal, rel, row, run_program
+from isojax.theory.harness import CheckRow, Timings, _hashable, eps, normal, rel, row, run_program
 
 __all__ = ["T3_CONFIGS", "reference_mask", "mask_pattern", "t3_attention", "t3_float64", "check_t3"]
 
@@ -159,13 +159,13 @@ def check_t3(key, n: int = 1000, configs: list[dict] | None = None, timings: Tim
                 _, cache = impl.get("forward", att.attention_forward)(params, x, cfg["causal"], key_mask)
                 closed = impl.get("backward", att.attention_backward)(params, x, cache, g_y)
                 return res, (params, x, g_y, key_mask, (closed.params, closed.x))
-            outs.append(jax.lax.map(one, ks, batch_size=min(256, per)))
+            outs.append(jax.lax.map(one, ks))
         return outs
 
-    from isojax.theory.harness import _hashable
     cache_key = (_hashable(configs), _hashable(impl), per)
     outs = run_program("T3", program, key_sets, cache_key, timings)
-    res = {name: np.concatenate([o[0][name] for o in outs if name in o[0]]) for name in outs[0][0]}
+    res = {name: np.concatenate([o[0][name] for o in outs if name in o[0]])
+           for name in set().union(*(o[0] for o in outs))}
 
     run_eps = eps()
 
@@ -174,7 +174,7 @@ def check_t3(key, n: int = 1000, configs: list[dict] | None = None, timings: Tim
         for cfg, (params, x, g_y, key_mask, closed_run) in zip(configs, inputs):
             def one(args, cfg=cfg):
                 return t3_float64(*args[:3], cfg["causal"], args[3], args[4], run_eps=run_eps, **f64_impl)
-            results.append(jax.lax.map(one, (params, x, g_y, key_mask, closed_run), batch_size=min(256, per)))
+            results.append(jax.lax.map(one, (params, x, g_y, key_mask, closed_run)))
         return results
 
     with jax.enable_x64(True):
@@ -183,18 +183,20 @@ def check_t3(key, n: int = 1000, configs: list[dict] | None = None, timings: Tim
         outs64 = run_program("T3-f64", program64, inputs, (cache_key, run_eps), timings)
     f64 = {name: np.concatenate([o[name] for o in outs64]) for name in outs64[0]}
     ue = "rel/eps"
+    # Statement-level rows (exact or invariances) come first, the value rows after them, so each broken
+    # implementation in tests/theory_mutations.py is reported by the row that names its mistake.
     return [
-        row("T3a", "closed-form VJP vs jax.vjp, every parameter and x", ue, res["t3a"], 2048.0),
-        row("T3a", "run-dtype closed form vs float64 jax.vjp", "rel/eps(run)", f64["run_vs_f64"], 2048.0),
-        row("T3a", "float64 closed form vs float64 jax.vjp (≤ 1e-10)", "rel", f64["f64"], 1e-10),
-        row("T3a", "rows of G_S sum to 0", "eps·Σ_j|A_ij G_A_ij|", res["t3a_rows"], 16.0),
         row("T3", "attention_mask = loop reference (causal, padding)", "pairs", res["t3_mask_set"], 0.0),
         row("T3", "pairs with ∂y_i/∂x_j ≠ 0 via K, V = the mask", "pairs", res["t3_mask_jacobian"], 0.0),
         row("T3", "query seeing no key: y_i = b_O, A_i = 0, zero grads", "abs", res["t3_blind"], 0.0),
         row("T3b", "∂ℓ/∂b_K = 0 by autodiff", ue, res["t3b_auto"], 64.0),
         row("T3b", "∂ℓ/∂b_K = 0 in closed form", ue, res["t3b_closed"], 64.0),
         row("T3b", "output unchanged by b_K -> b_K + δ", ue, res["t3b_forward"], 2048.0),
-        row("T3c", "G_Q = G_S(K - 1k̄ᵀ)/√d_k for any k̄", ue, res["t3c_centred"], 2048.0),
+        row("T3a", "rows of G_S sum to 0", "eps·Σ_j|A_ij G_A_ij|", res["t3a_rows"], 16.0),
+        row("T3a", "closed-form VJP vs jax.vjp, every parameter and x", ue, res["t3a"], 2048.0),
+        row("T3a", "run-dtype closed form vs float64 jax.vjp", "rel/eps(run)", f64["run_vs_f64"], 2048.0),
+        row("T3a", "float64 closed form vs float64 jax.vjp (≤ 1e-10)", "rel", f64["f64"], 1e-10),
         row("T3c", "G_Q unchanged by K -> K + 1cᵀ", ue, res["t3c_translate_grad"], 2048.0),
         row("T3c", "O unchanged by K -> K + 1cᵀ", ue, res["t3c_translate_out"], 2048.0),
+        row("T3c", "G_Q = G_S(K - 1k̄ᵀ)/√d_k for any k̄", ue, res["t3c_centred"], 2048.0),
     ]

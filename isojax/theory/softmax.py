@@ -85,9 +85,10 @@ def _make_t1a(vocab, dim, **impl):
 T1A_CONFIGS = [dict(vocab=2, dim=4), dict(vocab=17, dim=8), dict(vocab=256, dim=16)]
 
 
-def check_t1a(key, n: int = 1000, timings: Timings | None = None, **impl) -> list[CheckRow]:
+def check_t1a(key, n: int = 1000, timings: Timings | None = None, configs: list[dict] | None = None,
+              **impl) -> list[CheckRow]:
     """T1a: softmax, log_softmax and logsumexp under shifts |a| ≤ 1e4 of logits |z| ≤ 1e3."""
-    res = run_instances("T1a", _make_t1a, key, n, T1A_CONFIGS, timings or Timings(), impl)
+    res = run_instances("T1a", _make_t1a, key, n, configs or T1A_CONFIGS, timings or Timings(), impl)
     note = f"naive exp(z)/Σexp(z) is non-finite in {100 * (1 - res['naive_finite'].mean()):.0f}% of these"
     u = "eps·(|a|+|z|∞+1)"
     return [
@@ -143,15 +144,16 @@ def _make_t1b(vocab, dim, rank, **impl):
 T1B_CONFIGS = [dict(vocab=4, dim=8, rank=3), dict(vocab=16, dim=24, rank=15), dict(vocab=64, dim=16, rank=10)]
 
 
-def check_t1b(key, n: int = 1000, timings: Timings | None = None, **impl) -> list[CheckRow]:
+def check_t1b(key, n: int = 1000, timings: Timings | None = None, configs: list[dict] | None = None,
+              **impl) -> list[CheckRow]:
     """T1b on heads whose centred part has a known null space (V ≤ d, or a low-rank head with V > d)."""
-    res = run_instances("T1b", _make_t1b, key, n, T1B_CONFIGS, timings or Timings(), impl)
+    res = run_instances("T1b", _make_t1b, key, n, configs or T1B_CONFIGS, timings or Timings(), impl)
     u = "eps·(|Φh|∞+‖Φ‖‖λ‖)"
     return [
         row("T1b", "p(·|h+λ) = p(·|h) for λ ∈ null(Φ_c)", u, res["invariant"], 4.0),
         row("T1b", "logits(h+λ) - logits(h) ∈ span(1) for λ ∈ null(Φ_c)", u, res["span_one"], 4.0),
-        row("T1b", "centre(Δ log p) = Φ_c λ for any λ (iff)", u, res["identity"], 4.0),
         row("T1b", "centred_head = (I - 11ᵀ/V)Φ (reference)", "eps·|Φ|∞", res["centred"], 16.0),
+        row("T1b", "centre(Δ log p) = Φ_c λ for any λ (iff)", u, res["identity"], 4.0),
     ]
 
 
@@ -194,13 +196,14 @@ def _make_t1c(vocab, dim, **impl):
 T1C_CONFIGS = [dict(vocab=8, dim=4), dict(vocab=64, dim=8), dict(vocab=256, dim=16)]
 
 
-def check_t1c(key, n: int = 1000, timings: Timings | None = None, **impl) -> list[CheckRow]:
+def check_t1c(key, n: int = 1000, timings: Timings | None = None, configs: list[dict] | None = None,
+              **impl) -> list[CheckRow]:
     """T1c on heads with a shared mean vector of random strength (the anisotropic case)."""
-    res = run_instances("T1c", _make_t1c, key, n, T1C_CONFIGS, timings or Timings(), impl)
+    res = run_instances("T1c", _make_t1c, key, n, configs or T1C_CONFIGS, timings or Timings(), impl)
     u = "eps·E_p‖φ‖²"
     return [
-        row("T1c", "F = Hessian of KL (autodiff)", u, res["hessian"], 16.0),
         row("T1c", "F = Φᵀ(diag p - ppᵀ)Φ", u, res["literal"], 16.0),
+        row("T1c", "F = Hessian of KL (autodiff)", u, res["hessian"], 16.0),
         # exact math; the slack covers rounding in a KL of size ~1e-2
         row("T1c", "|KL(t) - t²/2 uᵀFu| / (t³R³/24) ≤ 1", "ratio", res["expansion"], 1.0 + 1e4 * eps()),
         row("T1c", "KL(p‖q) = Σ p(log p - log q) (reference)", "eps·(Σp(|log p|+|log q|)+1)", res["kl"], 4.0),
