@@ -241,7 +241,7 @@ MUTATIONS: list[Mutation] = [
     Mutation("G_S = A ⊙ G_A (row-sum term dropped)", "T3", "rows of G_S sum to 0", lambda: dict(backward=_no_rowsum_term)),
     Mutation("transposed G_K (G_S Q for G_Sᵀ Q)", "T3", "closed-form VJP vs jax.vjp, every parameter and x",
              lambda: dict(backward=_transposed_g_k)),
-    Mutation("backward rounds to float32 whatever the dtype", "T3", "float64 closed form vs float64 jax.vjp (≤ 1e-10)",
+    Mutation("backward rounds to float32 whatever the dtype", "T3", "float64 closed form vs float64 jax.vjp (THEORY: ≤ 1e-10)",
              lambda: dict(backward=_float32_backward)),
     Mutation("distance scores -|q - k|²", "T3", "G_Q unchanged by K -> K + 1cᵀ", lambda: dict(attend=_distance_attend)),
     Mutation("output picks up the mean key", "T3", "O unchanged by K -> K + 1cᵀ", lambda: dict(attend=_key_mean_leak)),

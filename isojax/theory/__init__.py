@@ -49,6 +49,8 @@ CHECKS: dict[str, Callable[..., list[CheckRow]]] = {
     "T4b": check_t4b,  # after T5a, so the per-check keys (fold_in by position) of the others are unchanged
 }
 
+_head_instance = head_instance  # deprecated private name, kept until the experiments call head_instance
+
 # Deprecated: the seconds of the last run_checks call, for callers that read them here (the current CLI).
 # New code reads CheckReport.compile_seconds / run_seconds.
 TIMINGS = {"compile": 0.0, "run": 0.0}

@@ -70,12 +70,12 @@ def check_t2ab(key, n: int = 1000, timings: Timings | None = None, configs: list
     res = run_instances("T2ab", _make_t2ab, key, n, configs or T2_CONFIGS, timings or Timings(), impl)
     ue, us = "rel/eps", "eps·(‖g‖₁+1)·size"
     return [
-        row("T2a", "1ᵀ∇_z ℓ = 0 (closed form)", us, res["t2a_sum"], 4.0),
-        row("T2a", "∇_z ℓ = p - e_y vs autodiff", ue, res["t2a_closed"], 64.0),
+        row("T2a", "1ᵀ∇_z ℓ = 0 (closed form)", us, res["t2a_sum"], 8.0),
+        row("T2a", "∇_z ℓ = p - e_y vs autodiff", ue, res["t2a_closed"], 8.0),
         row("T2b", "grad_h unchanged by Φ -> Φ + 1cᵀ", us, res["t2b_shift"], 16.0),
         row("T2b", "∇_h ℓ = Φ_cᵀ(p - e_y) vs autodiff", us, res["t2b_closed"], 16.0),
-        row("T2c", "Σ_w ∇_φw ℓ = 0 (closed form)", us, res["t2c_rows"], 16.0),
-        row("T2c", "∇_Φ ℓ = (p - e_y)hᵀ vs autodiff", ue, res["t2c_closed"], 64.0),
+        row("T2c", "Σ_w ∇_φw ℓ = 0 (closed form)", us, res["t2c_rows"], 8.0),
+        row("T2c", "∇_Φ ℓ = (p - e_y)hᵀ vs autodiff", ue, res["t2c_closed"], 8.0),
     ]
 
 
@@ -179,9 +179,9 @@ def check_t2c_training(key, n: int = 1000, steps: int = 1000, timings: Timings |
     sgd, adam = run_program("T2c", program, (keys,), cache_key, timings or Timings())
     note = (f"Adam: φ̄ drift / row motion median {np.median(adam):.2g}, min {adam.min():.2g} over {steps} steps")
     return [
-        row("T2c", f"φ̄ conserved by SGD at each of {steps} steps", "eps·|Φ₀|∞·√t", sgd["drift"], 2.0, note),
-        row("T2c", f"Σb conserved by SGD at each of {steps} steps", "eps·Σ|b_t|·√t", sgd["bias"], 2.0),
-        row("T2c", "each optimizer step = closed-form SGD step", "eps·(|Φ|∞+lr|g|∞)", sgd["step"], 4.0),
+        row("T2c", f"φ̄ conserved by SGD at each of {steps} steps", "eps·|Φ₀|∞·√t", sgd["drift"], 12.0, note),
+        row("T2c", f"Σb conserved by SGD at each of {steps} steps", "eps·Σ|b_t|·√t", sgd["bias"], 8.0),
+        row("T2c", "each optimizer step = closed-form SGD step", "eps·(|Φ|∞+lr|g|∞)", sgd["step"], 16.0),
         # Adam's per-coordinate scaling breaks the conservation: on the same data its drift dwarfs SGD's.
-        row("T2c", "Adam breaks it: SGD drift / Adam drift, same run", "ratio", sgd["final"] / adam, 1e-2),
+        row("T2c", "Adam breaks it: SGD drift / Adam drift, same run", "ratio", sgd["final"] / adam, 3e-4),
     ]

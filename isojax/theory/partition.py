@@ -77,7 +77,7 @@ def check_t4a(key, n: int = 1000, vocabs=(256, 1024, 4096, 16384), dim: int = 8,
     configs = [dict(vocab=v, dim=dim) for v in vocabs]
     res = run_instances("T4a", _make_t4a, key, n, configs, timings or Timings(), impl)
     per = len(res["log_z"]) // len(vocabs)
-    tol_z, tol_i = 6.0, 12.0
+    tol_z, tol_i = 8.0, 12.0
     rows = []
     for i, vocab in enumerate(vocabs):
         part = {k: v[i * per:(i + 1) * per] for k, v in res.items()}
@@ -148,9 +148,9 @@ def check_t4b(key, n: int = 1000, timings: Timings | None = None, configs: list[
     note = (f"ε_Z from {res['eps_z'].min():.2g} to {res['eps_z'].max():.2g}; R² of the affine fit from "
             f"{res['r2'].min():.3g} to {res['r2'].max():.3g}")
     return [
-        row("T4b", "affine-fit residual of log p(w|·) = that of -log Z, ∀w", u + "·√m", res["same_residual"], 8.0),
+        row("T4b", "affine-fit residual of log p(w|·) = that of -log Z, ∀w", u + "·√m", res["same_residual"], 16.0),
         row("T4b", "RMS of affine-fit residual ≤ RMS(log Z - mean) ≤ ε_Z", "excess/(" + u + "·√m)", res["bound"],
             1.0, note),
-        row("T4b", "log p(w|c) = φ_wᵀc - log Z(c) (reference)", u, res["value"], 8.0),
-        row("T4b", "log Z(c) = m + log Σexp(z - m) (reference)", u, res["log_z"], 8.0),
+        row("T4b", "log p(w|c) = φ_wᵀc - log Z(c) (reference)", u, res["value"], 2.0),
+        row("T4b", "log Z(c) = m + log Σexp(z - m) (reference)", u, res["log_z"], 2.0),
     ]

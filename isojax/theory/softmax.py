@@ -92,12 +92,12 @@ def check_t1a(key, n: int = 1000, timings: Timings | None = None, configs: list[
     note = f"naive exp(z)/Σexp(z) is non-finite in {100 * (1 - res['naive_finite'].mean()):.0f}% of these"
     u = "eps·(|a|+|z|∞+1)"
     return [
-        row("T1a", "log_softmax(z+a1) = log_softmax(z)", u, res["log_softmax"], 8.0),
-        row("T1a", "softmax(z+a1) = softmax(z)", u, res["softmax"], 2.0, note),
-        row("T1a", "logsumexp(z+a1) = logsumexp(z) + a", u, res["logsumexp"], 4.0),
-        row("T1a", "log_probs = z - m - log Σexp(z - m) (reference)", u, res["log_softmax_ref"], 4.0),
-        row("T1a", "probs = exp(reference log_softmax)", u, res["softmax_ref"], 2.0),
-        row("T1a", "log_partition = m + log Σexp(z - m) (reference)", u, res["logsumexp_ref"], 4.0),
+        row("T1a", "log_softmax(z+a1) = log_softmax(z)", u, res["log_softmax"], 24.0),
+        row("T1a", "softmax(z+a1) = softmax(z)", u, res["softmax"], 4.0, note),
+        row("T1a", "logsumexp(z+a1) = logsumexp(z) + a", u, res["logsumexp"], 8.0),
+        row("T1a", "log_probs = z - m - log Σexp(z - m) (reference)", u, res["log_softmax_ref"], 2.0),
+        row("T1a", "probs = exp(reference log_softmax)", u, res["softmax_ref"], 3.0),
+        row("T1a", "log_partition = m + log Σexp(z - m) (reference)", u, res["logsumexp_ref"], 2.0),
     ]
 
 
@@ -152,7 +152,7 @@ def check_t1b(key, n: int = 1000, timings: Timings | None = None, configs: list[
     return [
         row("T1b", "p(·|h+λ) = p(·|h) for λ ∈ null(Φ_c)", u, res["invariant"], 4.0),
         row("T1b", "logits(h+λ) - logits(h) ∈ span(1) for λ ∈ null(Φ_c)", u, res["span_one"], 4.0),
-        row("T1b", "centred_head = (I - 11ᵀ/V)Φ (reference)", "eps·|Φ|∞", res["centred"], 16.0),
+        row("T1b", "centred_head = (I - 11ᵀ/V)Φ (reference)", "eps·|Φ|∞", res["centred"], 24.0),
         row("T1b", "centre(Δ log p) = Φ_c λ for any λ (iff)", u, res["identity"], 4.0),
     ]
 
@@ -202,9 +202,9 @@ def check_t1c(key, n: int = 1000, timings: Timings | None = None, configs: list[
     res = run_instances("T1c", _make_t1c, key, n, configs or T1C_CONFIGS, timings or Timings(), impl)
     u = "eps·E_p‖φ‖²"
     return [
-        row("T1c", "F = Φᵀ(diag p - ppᵀ)Φ", u, res["literal"], 16.0),
-        row("T1c", "F = Hessian of KL (autodiff)", u, res["hessian"], 16.0),
+        row("T1c", "F = Φᵀ(diag p - ppᵀ)Φ", u, res["literal"], 24.0),
+        row("T1c", "F = Hessian of KL (autodiff)", u, res["hessian"], 24.0),
         # exact math; the slack covers rounding in a KL of size ~1e-2
         row("T1c", "|KL(t) - t²/2 uᵀFu| / (t³R³/24) ≤ 1", "ratio", res["expansion"], 1.0 + 1e4 * eps()),
-        row("T1c", "KL(p‖q) = Σ p(log p - log q) (reference)", "eps·(Σp(|log p|+|log q|)+1)", res["kl"], 4.0),
+        row("T1c", "KL(p‖q) = Σ p(log p - log q) (reference)", "eps·(Σp(|log p|+|log q|)+1)", res["kl"], 2.0),
     ]
