@@ -97,7 +97,12 @@ def t3_attention(params: att.AttentionParams, x, g_y, causal, key_mask, *, forwa
     out["t3c_centred"] = rel(centred, g_q) / eps_
     out["t3c_translate_grad"] = rel(g_q_moved, g_q) / eps_
     out["t3c_translate_out"] = rel(mix(q, k + k_bar), mix(q, k)) / eps_
-    out["t3_blind"] = out["t3_blind"] + jnp.sum(jnp.where(blind[None, :, None], jnp.abs(g_q), 0.0))
+    # the same for `attend` itself: zero weights and output on blind rows, finite everywhere, zero G_Q there
+    o_att, a_att = attend(q, k, v, allowed)
+    out["t3_blind"] = out["t3_blind"] + jnp.sum(jnp.where(blind[None, :, None], jnp.abs(g_q), 0.0)) \
+        + jnp.sum(jnp.where(blind[None, :, None], jnp.abs(o_att), 0.0)) \
+        + jnp.sum(jnp.where(blind[None, :, None], jnp.abs(a_att), 0.0)) \
+        + jnp.where(jnp.all(jnp.isfinite(o_att)) & jnp.all(jnp.isfinite(a_att)), 0.0, jnp.inf)
     return out
 
 
