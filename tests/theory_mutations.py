@@ -271,8 +271,10 @@ MUTATIONS: list[Mutation] = [
     # T5a
     Mutation("mode (argmax) forecast for the mean", "T5a", "|ŷ - y| ≤ B‖p_f - p*‖₁",
              lambda: dict(expected_value=lambda lp, v: v[jnp.argmax(lp, axis=-1)])),
-    Mutation("KL in log base 10", "T5a", "(ŷ - y)² ≤ 2B²·KL(p*‖p_f)",
+    Mutation("KL in log base 10", "T5a", "E_s(ŷ - y)² ≤ 2B²ε",
              lambda: dict(kl=lambda lp, lq: head.kl_divergence(lp, lq) / math.log(10.0))),
+    Mutation("KL of the next context (misaligned batch; same mean)", "T5a", "(ŷ - y)² ≤ 2B²·KL(p*‖p_f)",
+             lambda: dict(kl=lambda lp, lq: jnp.roll(head.kl_divergence(lp, lq), 1, axis=-1))),
     Mutation("ŷ without the offset of the values (Σ(v - v₀)p)", "T5a", "ŷ = Σ_w v_w p_w (reference), for p_f and p*",
              lambda: dict(expected_value=lambda lp, v: head.expected_value(lp, v) - v[0])),
     Mutation("KL + 1e-3 (smoothed)", "T5a", "KL(p*‖p_f) = Σ p*(log p* - log p_f) (reference)",

@@ -80,8 +80,8 @@ def check_t5a(key, n: int = 1000, timings: Timings | None = None, configs: list[
              f"median {np.median(res['ratio_random']):.2g} on random pairs")
     return [
         row("T5a", "|ŷ - y| ≤ B‖p_f - p*‖₁", "excess/rounding", both("l1"), 1.0),
-        row("T5a", "(ŷ - y)² ≤ 2B²·KL(p*‖p_f)", "excess/rounding", both("pinsker"), 1.0, tight),
         row("T5a", "E_s(ŷ - y)² ≤ 2B²ε", "excess/rounding", both("mean"), 1.0),
+        row("T5a", "(ŷ - y)² ≤ 2B²·KL(p*‖p_f)", "excess/rounding", both("pinsker"), 1.0, tight),
         row("T5a", "ŷ = Σ_w v_w p_w (reference), for p_f and p*", "eps·|v|∞", both("value_mean"), 24.0),
         row("T5a", "KL(p*‖p_f) = Σ p*(log p* - log p_f) (reference)", "eps·(Σp*|log|+1)", both("value_kl"), 2.0),
     ]
