@@ -298,7 +298,6 @@ if __name__ == "__main__":
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from benchmarks.check_seeds import write_section
-
     from isojax._validate import float_dtype
 
     text = report()

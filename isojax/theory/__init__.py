@@ -20,13 +20,38 @@ import jax
 
 from isojax.theory.guarantee import check_t5a, reference_expected_value, t5a_bound
 from isojax.theory.harness import CheckReport, CheckRow, Timings
-from isojax.theory.head_gradients import (check_t2ab, check_t2c_training, head_instance, mean_embedding_drift,
-                                          sgd_conservation, t2_head_gradients)
-from isojax.theory.partition import (T4A_MAX_VAR, affine_fit_residual, check_t4a, check_t4b,
-                                     gaussian_log_partition, t4a_partition, t4a_sigma, t4b_affine)
+from isojax.theory.head_gradients import (
+    check_t2ab,
+    check_t2c_training,
+    head_instance,
+    mean_embedding_drift,
+    sgd_conservation,
+    t2_head_gradients,
+)
+from isojax.theory.partition import (
+    T4A_MAX_VAR,
+    affine_fit_residual,
+    check_t4a,
+    check_t4b,
+    gaussian_log_partition,
+    t4a_partition,
+    t4a_sigma,
+    t4b_affine,
+)
 from isojax.theory.self_attention import T3_CONFIGS, check_t3, mask_pattern, reference_mask, t3_attention, t3_float64
-from isojax.theory.softmax import (check_t1a, check_t1b, check_t1c, fisher_literal, naive_probs, reference_centred,
-                                   reference_kl, reference_log_softmax, t1a_shift, t1b_nonidentifiability, t1c_fisher)
+from isojax.theory.softmax import (
+    check_t1a,
+    check_t1b,
+    check_t1c,
+    fisher_literal,
+    naive_probs,
+    reference_centred,
+    reference_kl,
+    reference_log_softmax,
+    t1a_shift,
+    t1b_nonidentifiability,
+    t1c_fisher,
+)
 
 __all__ = ["CHECKS", "run_checks", "CheckRow", "CheckReport", "Timings", "TIMINGS",
            "naive_probs", "reference_log_softmax", "reference_centred", "reference_kl", "fisher_literal",

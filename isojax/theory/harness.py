@@ -129,7 +129,7 @@ def run_instances(name: str, make: Callable, key, n: int, configs: list[dict], t
     fns = [make(**cfg, **impl) for cfg in configs]
 
     def program(*key_sets):
-        return [jax.lax.map(fn, ks) for fn, ks in zip(fns, key_sets)]
+        return [jax.lax.map(fn, ks) for fn, ks in zip(fns, key_sets, strict=True)]
 
     cache_key = (make.__module__, make.__qualname__, _hashable(configs), _hashable(impl), per)
     outs = run_program(name, program, keys, cache_key, timings)

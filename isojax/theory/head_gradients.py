@@ -12,8 +12,7 @@ import optax
 
 from isojax import _validate as V
 from isojax import head
-from isojax.theory.harness import (CheckRow, Timings, anisotropic_head, eps, normal, rel, row, run_instances,
-                                   run_program)
+from isojax.theory.harness import CheckRow, Timings, anisotropic_head, eps, normal, rel, row, run_instances, run_program
 
 __all__ = ["t2_head_gradients", "head_instance", "mean_embedding_drift", "sgd_conservation", "check_t2ab",
            "check_t2c_training"]
@@ -37,7 +36,8 @@ def t2_head_gradients(phi, h, y, b, shift, *, grad_logits=head.grad_logits, grad
         "t2a_sum": jnp.abs(g_z.sum()) / unit,
         "t2b_closed": jnp.linalg.norm(grad_h(phi, h, y, b) - g_h) / (unit * row_norm(phi)),
         "t2b_uncentred": jnp.linalg.norm(phi.T @ g_z - g_h) / (unit * row_norm(phi)),
-        "t2b_shift": jnp.linalg.norm(grad_h(phi + shift, h, y, b) - grad_h(phi, h, y, b)) / (unit * row_norm(phi + shift)),
+        "t2b_shift": jnp.linalg.norm(grad_h(phi + shift, h, y, b) - grad_h(phi, h, y, b))
+        / (unit * row_norm(phi + shift)),
         "t2b_shift_auto": jnp.linalg.norm(g_h_shifted - g_h) / (unit * row_norm(phi + shift)),
         "t2c_closed": rel(gp, g_phi) / eps(),
         "t2c_rows": jnp.linalg.norm(gp.sum(axis=0)) / (unit * jnp.linalg.norm(h)),
@@ -129,6 +129,7 @@ def sgd_conservation(key, optimizer: optax.GradientTransformation, lr: float, st
     e = eps()
     mean0, bsum0 = params["phi"].mean(0), params["b"].sum()
     scale0 = jnp.max(jnp.abs(params["phi"]))
+    tiny = jnp.finfo(V.float_dtype()).tiny
 
     def loss(p, idx):
         return jnp.mean(head.cross_entropy(p["phi"], xs[idx], ys[idx], p["b"]))
@@ -143,11 +144,12 @@ def sgd_conservation(key, optimizer: optax.GradientTransformation, lr: float, st
         walk = jnp.sqrt(i + 1.0)
         out = {
             "drift": jnp.max(jnp.abs(new["phi"].mean(0) - mean0)) / (e * scale0 * walk),
-            "bias": jnp.abs(new["b"].sum() - bsum0) / (e * (jnp.abs(new["b"]).sum() + jnp.finfo(V.float_dtype()).tiny) * walk),
+            "bias": jnp.abs(new["b"].sum() - bsum0) / (e * (jnp.abs(new["b"]).sum() + tiny) * walk),
             "step": jnp.maximum(
                 jnp.max(jnp.abs(new["phi"] - (p["phi"] - lr * g_phi)))
                 / (e * (jnp.max(jnp.abs(p["phi"])) + lr * jnp.max(jnp.abs(g_phi)))),
-                jnp.max(jnp.abs(new["b"] - (p["b"] - lr * g_b))) / (e * (jnp.max(jnp.abs(p["b"])) + lr * jnp.max(jnp.abs(g_b))))),
+                jnp.max(jnp.abs(new["b"] - (p["b"] - lr * g_b)))
+                / (e * (jnp.max(jnp.abs(p["b"])) + lr * jnp.max(jnp.abs(g_b))))),
         }
         return (new, state), out
 

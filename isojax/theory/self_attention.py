@@ -20,7 +20,7 @@ def _leafwise_rel(closed, auto):
     leaves_c, leaves_a = jax.tree.leaves(closed), jax.tree.leaves(auto)
     total = jnp.sqrt(sum(jnp.sum(a**2) for a in leaves_a))
     errs = [jnp.linalg.norm((c - a).ravel()) / jnp.maximum(jnp.linalg.norm(a.ravel()), 1e-2 * total)
-            for c, a in zip(leaves_c, leaves_a)]
+            for c, a in zip(leaves_c, leaves_a, strict=True)]
     return jnp.max(jnp.stack(errs))
 
 
@@ -81,7 +81,7 @@ def t3_attention(params: att.AttentionParams, x, g_y, causal, key_mask, *, forwa
         + jnp.sum(jnp.where(blind[None, :, None], jnp.abs(cache.a), 0.0)) \
         + jnp.sum(jnp.where(blind[None, :, None], jnp.abs(closed.scores), 0.0))
     if params.b_k is not None:
-        shift = 3.0 * jnp.ones_like(params.b_k) + jax.random.normal(jax.random.PRNGKey(7), params.b_k.shape, params.b_k.dtype)
+        shift = 3.0 + jax.random.normal(jax.random.PRNGKey(7), params.b_k.shape, params.b_k.dtype)
         y_shift = fwd(params.replace(b_k=params.b_k + shift), x)
         out["t3b_auto"] = jnp.linalg.norm(auto_p.b_k) / total / eps_
         out["t3b_closed"] = jnp.linalg.norm(closed.params.b_k) / total / eps_
@@ -157,7 +157,7 @@ def check_t3(key, n: int = 1000, configs: list[dict] | None = None, timings: Tim
 
     def program(*key_sets):
         outs = []
-        for cfg, ks in zip(configs, key_sets):
+        for cfg, ks in zip(configs, key_sets, strict=True):
             def one(k, cfg=cfg):
                 params, x, g_y, key_mask = _draw(k, **cfg)
                 res = t3_attention(params, x, g_y, cfg["causal"], key_mask, **impl)
@@ -176,7 +176,7 @@ def check_t3(key, n: int = 1000, configs: list[dict] | None = None, timings: Tim
 
     def program64(*inputs):
         results = []
-        for cfg, (params, x, g_y, key_mask, closed_run) in zip(configs, inputs):
+        for cfg, (params, x, g_y, key_mask, closed_run) in zip(configs, inputs, strict=True):
             def one(args, cfg=cfg):
                 return t3_float64(*args[:3], cfg["causal"], args[3], args[4], run_eps=run_eps, **f64_impl)
             results.append(jax.lax.map(one, (params, x, g_y, key_mask, closed_run)))

@@ -10,7 +10,6 @@ import math
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from isojax import head
 from isojax.theory.harness import CheckRow, Timings, anisotropic_head, eps, normal, row, run_instances, uniform
