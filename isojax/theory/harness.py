@@ -56,11 +56,13 @@ class Timings:
 
 @dataclasses.dataclass(frozen=True)
 class CheckReport:
-    """What `run_checks` returns: the rows (iterate the report, or `.rows`) and the seconds spent."""
+    """What `run_checks` returns: the rows (iterate the report, or `.rows`), the seconds spent compiling and
+    running, and the same per check (`by_check[name].compile`, `.run`)."""
 
     rows: tuple[CheckRow, ...]
     compile_seconds: float
     run_seconds: float
+    by_check: dict[str, Timings] = dataclasses.field(default_factory=dict)
 
     def __iter__(self) -> Iterator[CheckRow]:
         return iter(self.rows)
