@@ -135,6 +135,13 @@ def _float32_backward(params, x, cache, g_y):  # a hard-coded float32 cast: fine
     return good
 
 
+def _g_v_untransposed(params, x, cache, g_y):
+    good = att.attention_backward(params, x, cache, g_y)
+    g_o = jnp.einsum("td,hvd->htv", g_y, params.w_o)
+    g_v = jnp.einsum("hts,hsv->htv", cache.a, g_o)  # A G_O instead of Aᵀ G_O
+    return good._replace(params=good.params.replace(w_v=jnp.einsum("td,htv->hdv", x, g_v)))
+
+
 def _key_bias_in_closed_form(params, x, cache, g_y):
     good = att.attention_backward(params, x, cache, g_y)
     return good._replace(params=good.params.replace(b_k=good.params.b_k + 1e-3))
@@ -197,6 +204,8 @@ MUTATIONS: list[Mutation] = [
     Mutation("Fisher without -ppᵀ", "T1c", "F = Φᵀ(diag p - ppᵀ)Φ", lambda: dict(fisher=_fisher_no_outer)),
     Mutation("KL in bits", "T1c", "F = Hessian of KL (autodiff)",
              lambda: dict(kl=lambda lp, lq: head.kl_divergence(lp, lq) / math.log(2.0))),
+    Mutation("KL + 10·KL^1.5 (right to second order)", "T1c", "|KL(t) - t²/2 uᵀFu| / (t³R³/24) ≤ 1",
+             lambda: dict(kl=lambda lp, lq: head.kl_divergence(lp, lq) + 10.0 * head.kl_divergence(lp, lq) ** 1.5)),
     Mutation("KL(q‖p) for KL(p‖q)", "T1c", "KL(p‖q) = Σ p(log p - log q) (reference)", lambda: dict(kl=_kl_reversed)),
     # T2ab
     Mutation("∇_z ℓ = p - e_y + 1e-3 (unnormalised p)", "T2ab", "1ᵀ∇_z ℓ = 0 (closed form)",
@@ -241,6 +250,8 @@ MUTATIONS: list[Mutation] = [
     Mutation("G_S = A ⊙ G_A (row-sum term dropped)", "T3", "rows of G_S sum to 0", lambda: dict(backward=_no_rowsum_term)),
     Mutation("transposed G_K (G_S Q for G_Sᵀ Q)", "T3", "closed-form VJP vs jax.vjp, every parameter and x",
              lambda: dict(backward=_transposed_g_k)),
+    Mutation("G_V = A G_O (A not transposed)", "T3", "run-dtype closed form vs float64 jax.vjp",
+             lambda: dict(backward=_g_v_untransposed)),
     Mutation("backward rounds to float32 whatever the dtype", "T3", "float64 closed form vs float64 jax.vjp (THEORY: ≤ 1e-10)",
              lambda: dict(backward=_float32_backward)),
     Mutation("distance scores -|q - k|²", "T3", "G_Q unchanged by K -> K + 1cᵀ", lambda: dict(attend=_distance_attend)),
