@@ -82,7 +82,7 @@ def main(argv=None) -> int:
     text = markdown(table, seeds, args.instances, compile_s, run_s, time.perf_counter() - start)
     print(text)
     if not args.no_write:
-        write_section(f"seeds {float_dtype()}", text)
+        write_section(f"seeds {float_dtype()}" + (f" {' '.join(args.only)}" if args.only else ""), text)
     return 1 if any(e["failures"] for e in table.values()) else 0
 
 

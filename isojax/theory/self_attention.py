@@ -94,8 +94,13 @@ def t3_attention(params: att.AttentionParams, x, g_y, causal, key_mask, *, forwa
     k_bar = 10.0 * jnp.max(jnp.abs(k)) * jnp.ones((k.shape[0], 1, k.shape[2]), k.dtype)
     centred = jnp.einsum("hts,hsk->htk", closed.scores, k - k_bar) / math.sqrt(k.shape[-1])
     g_q_moved = jax.vjp(lambda q_: mix(q_, k + k_bar), q)[1](g_y)[0]
-    out["t3c_centred"] = rel(centred, g_q) / eps_
-    out["t3c_translate_grad"] = rel(g_q_moved, g_q) / eps_
+    # Σ_j G_S[i,j] k̄ cancels only up to rounding of the terms themselves, eps·|G_S||K - k̄|/√d_k, which can be
+    # far larger than ‖G_Q‖ (seed 21 of the first 100-seed run): measure in that unit.
+    terms = jnp.linalg.norm(jnp.einsum("hts,hsk->htk", jnp.abs(closed.scores), jnp.abs(k - k_bar)))
+    terms = terms / math.sqrt(k.shape[-1])
+    unit_q = eps_ * (jnp.linalg.norm(g_q) + terms)
+    out["t3c_centred"] = jnp.linalg.norm(centred - g_q) / unit_q
+    out["t3c_translate_grad"] = jnp.linalg.norm(g_q_moved - g_q) / unit_q
     out["t3c_translate_out"] = rel(mix(q, k + k_bar), mix(q, k)) / eps_
     # the same for `attend` itself: zero weights and output on blind rows, finite everywhere, zero G_Q there
     o_att, a_att = attend(q, k, v, allowed)
@@ -187,7 +192,7 @@ def check_t3(key, n: int = 1000, configs: list[dict] | None = None, timings: Tim
                               else jnp.asarray(a), [o[1] for o in outs])
         outs64 = run_program("T3-f64", program64, inputs, (cache_key, run_eps), timings)
     f64 = {name: np.concatenate([o[name] for o in outs64]) for name in outs64[0]}
-    ue = "rel/eps"
+    ue, uq = "rel/eps", "eps·(‖G_Q‖+‖|G_S||K-k̄|‖/√d_k)"
     # Statement-level rows (exact or invariances) come first, the value rows after them, so each broken
     # implementation in tests/theory_mutations.py is reported by the row that names its mistake.
     return [
@@ -201,7 +206,7 @@ def check_t3(key, n: int = 1000, configs: list[dict] | None = None, timings: Tim
         row("T3a", "closed-form VJP vs jax.vjp, every parameter and x", ue, res["t3a"], 1024.0),
         row("T3a", "run-dtype closed form vs float64 jax.vjp", "rel/eps(run)", f64["run_vs_f64"], 1024.0),
         row("T3a", "float64 closed form vs float64 jax.vjp (THEORY: ≤ 1e-10)", "rel", f64["f64"], 4e-13),
-        row("T3c", "G_Q unchanged by K -> K + 1cᵀ", ue, res["t3c_translate_grad"], 4096.0),
+        row("T3c", "G_Q unchanged by K -> K + 1cᵀ", uq, res["t3c_translate_grad"], 128.0),
         row("T3c", "O unchanged by K -> K + 1cᵀ", ue, res["t3c_translate_out"], 512.0),
-        row("T3c", "G_Q = G_S(K - 1k̄ᵀ)/√d_k for any k̄", ue, res["t3c_centred"], 2048.0),
+        row("T3c", "G_Q = G_S(K - 1k̄ᵀ)/√d_k for any k̄", uq, res["t3c_centred"], 128.0),
     ]
