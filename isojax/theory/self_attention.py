@@ -99,8 +99,9 @@ def t3_attention(params: att.AttentionParams, x, g_y, causal, key_mask, *, forwa
     terms = jnp.linalg.norm(jnp.einsum("hts,hsk->htk", jnp.abs(closed.scores), jnp.abs(k - k_bar)))
     terms = terms / math.sqrt(k.shape[-1])
     unit_q = eps_ * (jnp.linalg.norm(g_q) + terms)
-    out["t3c_centred"] = jnp.linalg.norm(centred - g_q) / unit_q
-    out["t3c_translate_grad"] = jnp.linalg.norm(g_q_moved - g_q) / unit_q
+    per_unit = lambda err: jnp.where(err == 0, 0.0, err / unit_q)  # 0/0 when every query is blind
+    out["t3c_centred"] = per_unit(jnp.linalg.norm(centred - g_q))
+    out["t3c_translate_grad"] = per_unit(jnp.linalg.norm(g_q_moved - g_q))
     out["t3c_translate_out"] = rel(mix(q, k + k_bar), mix(q, k)) / eps_
     # the same for `attend` itself: zero weights and output on blind rows, finite everywhere, zero G_Q there
     o_att, a_att = attend(q, k, v, allowed)
