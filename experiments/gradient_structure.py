@@ -40,7 +40,7 @@ def compute(out: Path, size: str = "quick", seed: int = 0) -> list[Path]:
         jax.random.split(jax.random.fold_in(key, i), n // 2))[name])
         for i, c in enumerate(theory.T3_CONFIGS[:cfg["configs"]])])
         for name in ("t3a", "t3b_auto")}
-    head_draw = theory._head_instance(64, 16)
+    head_draw = theory.head_instance(64, 16)
     t2 = jax.jit(jax.vmap(lambda k: theory.t2_head_gradients(*head_draw(k))))(jax.random.split(key, n))
     steps = cfg["steps"]
     keys = jax.random.split(jax.random.fold_in(key, 99), 8)

@@ -1,4 +1,4 @@
-"""Multi-head self-attention (THEORY.md T3): the forward pass and its closed-form VJP, written without autodiff.
+"""Multi-head self-attention (docs/theory.md T3): the forward pass and its closed-form VJP, written without autodiff.
 
 This is the one attention in isojax: the transformer calls `self_attention`, and the theory checks compare
 `attention_vjp` against `jax.vjp` of the same forward. Per head h:
@@ -108,13 +108,21 @@ def _project(x, w, b):
 def attend(q, k, v, allowed, bias=None, scale: float | None = None):
     """Scaled dot-product attention per head. q, k: [H, T, d_k], v: [H, T, d_v], allowed: [T, T] bool
     -> (o [H, T, d_v], a [H, T, T]). bias: optional additive scores [H, T, T] (T5's relative positions);
-    scale: the score factor, None = 1/√d_k (T5 uses 1: its scaling is folded into the weights)."""
+    scale: the score factor, None = 1/√d_k (T5 uses 1: its scaling is folded into the weights).
+
+    A query that may see no key (its row of `allowed` is all False, e.g. a causal query whose only earlier
+    keys are padding) gets attention weights 0 and output 0, so the layer gives y_i = b_O there, and every
+    gradient through that row is 0: there is nothing to attend to, and softmax over no key would be NaN.
+    """
     s = jnp.einsum("htk,hsk->hts", q, k)
     s = s / math.sqrt(q.shape[-1]) if scale is None else s * scale
     if bias is not None:
         s = s + bias
-    # The mask M is -inf where attention is not allowed; every row keeps at least one key.
-    a = jax.nn.softmax(jnp.where(allowed, s, -jnp.inf), axis=-1)
+    # The mask M is -inf where attention is not allowed. A row with no key at all gets finite scores (0) so that
+    # softmax and its gradient stay finite there; its weights are then set to 0.
+    any_key = jnp.any(allowed, axis=-1, keepdims=True)
+    a = jax.nn.softmax(jnp.where(allowed, s, jnp.where(any_key, -jnp.inf, 0.0)), axis=-1)
+    a = jnp.where(any_key, a, 0.0)
     return jnp.einsum("hts,hsv->htv", a, v), a
 
 

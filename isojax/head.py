@@ -1,4 +1,4 @@
-"""The log-linear softmax LM head (THEORY.md T1, T2): logits, log-probabilities, log Z, Fisher, cross-entropy.
+"""The log-linear softmax LM head (docs/theory.md T1, T2): logits, log-probabilities, log Z, Fisher, cross-entropy.
 
 Shapes: output embeddings `phi: [V, d]`, optional bias `b: [V]`, contextual embeddings `h: [..., d]`
 (any leading batch axes). Everything that exponentiates goes through `logsumexp`, so logits in the
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from isojax import _validate as V
 
@@ -88,14 +89,23 @@ def centred_head(phi) -> jax.Array:
 
 
 def kl_divergence(log_p, log_q) -> jax.Array:
-    """KL(p ‖ q) from log-probabilities along the last axis. [..., V], [..., V] -> [...]"""
+    """KL(p ‖ q) from log-probabilities along the last axis. [..., V], [..., V] -> [...]
+
+    -inf entries are zero probabilities (a term with p_w = 0 contributes 0, also where log q_w = -inf). NaN
+    entries are an error: a ValueError when the inputs are concrete, and a NaN result for that row under jit
+    (never a silent 0).
+    """
     log_p = V.array("log_p", log_p, finite=False)
     log_q = V.array("log_q", log_q, finite=False)
     if log_p.shape != log_q.shape:
         raise ValueError(f"log_p and log_q must have the same shape, got {tuple(log_p.shape)} and {tuple(log_q.shape)}")
+    for name, x in (("log_p", log_p), ("log_q", log_q)):
+        if not isinstance(x, jax.core.Tracer) and np.isnan(np.asarray(x)).any():
+            raise ValueError(f"{name} has NaN values (shape {tuple(x.shape)})")
     p = jnp.exp(log_p)
-    # Terms with p_w = 0 contribute 0, also where log q_w = -inf.
-    return jnp.sum(jnp.where(p > 0, p * (log_p - log_q), 0.0), axis=-1)
+    kl = jnp.sum(jnp.where(p > 0, p * (log_p - log_q), 0.0), axis=-1)
+    # Under jit the check above cannot run: a NaN anywhere in a row makes that row's KL NaN.
+    return jnp.where(jnp.any(jnp.isnan(log_p) | jnp.isnan(log_q), axis=-1), jnp.nan, kl)
 
 
 # Closed-form gradients of ℓ = -log p(y|h) (T2), written out so autodiff can check them.

@@ -81,3 +81,35 @@ def test_bad_input(call, match):
     params = att.init_attention(jax.random.PRNGKey(0), 8, heads=2)
     with pytest.raises(ValueError, match=match):
         call(params)
+
+
+def test_query_that_sees_no_key_gets_b_o_and_zero_gradients():
+    ks = jax.random.split(jax.random.PRNGKey(11), 3)
+    params = att.init_attention(ks[0], 8, heads=2, d_k=3, d_v=5)
+    x = jax.random.normal(ks[1], (5, 8))
+    g_y = jax.random.normal(ks[2], (5, 8))
+    key_mask = jnp.array([False, False, True, True, False])  # causal: queries 0 and 1 see no key
+    y, cache = att.attention_forward(params, x, True, key_mask)
+    np.testing.assert_array_equal(y[:2], jnp.broadcast_to(params.b_o, (2, 8)))
+    assert float(jnp.abs(cache.a[:, :2]).max()) == 0.0
+    auto_p, auto_x = jax.vjp(lambda p, x_: att.self_attention(p, x_, True, key_mask), params, x)[1](g_y)
+    assert all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree.leaves((auto_p, auto_x)))
+    _, grads = att.attention_vjp(params, x, g_y, True, key_mask)
+    assert float(jnp.abs(grads.scores[:, :2]).max()) == 0.0
+    assert _relative((grads.params, grads.x), (auto_p, auto_x)) <= tol(1e-5, 1e-10)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("padded", [False, True])
+def test_jacobian_blocks_through_keys_and_values_equal_the_mask(causal, padded):
+    """Both ways: ∂y_i/∂x_j ≠ 0 (queries held fixed by W_Q = 0) exactly where query i may see key j."""
+    ks = jax.random.split(jax.random.PRNGKey(13), 2)
+    params = att.init_attention(ks[0], 6, heads=2, d_k=2, d_v=4)
+    params = params.replace(w_q=jnp.zeros_like(params.w_q))
+    x = jax.random.normal(ks[1], (6, 6))
+    key_mask = jnp.array([True, False, True, True, False, True]) if padded else None
+    jac = jax.jacobian(lambda x_: att.self_attention(params, x_, causal, key_mask))(x)  # [T, d, T, d]
+    seen = np.asarray(jnp.any(jac != 0, axis=(1, 3)))
+    expected = np.array([[(j <= i or not causal) and (key_mask is None or bool(key_mask[j])) for j in range(6)]
+                         for i in range(6)])
+    np.testing.assert_array_equal(seen, expected)

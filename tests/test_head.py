@@ -92,3 +92,15 @@ def test_conditional_mean_and_kl(key):
 def test_bad_input_names_argument_and_shape(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_kl_divergence_rejects_nan_and_propagates_it_under_jit():
+    lp = jnp.log(jnp.array([0.5, 0.5, 0.0]))  # -inf is a zero probability, allowed
+    assert float(head.kl_divergence(lp, jnp.log(jnp.array([0.25, 0.25, 0.5])))) == pytest.approx(np.log(2.0), rel=1e-6)
+    bad = lp.at[1].set(jnp.nan)
+    with pytest.raises(ValueError, match=r"log_p has NaN values \(shape \(3,\)\)"):
+        head.kl_divergence(bad, lp)
+    with pytest.raises(ValueError, match=r"log_q has NaN values"):
+        head.kl_divergence(lp, bad)
+    out = jax.jit(head.kl_divergence)(jnp.stack([lp, bad]), jnp.stack([lp, lp]))
+    assert float(out[0]) == 0.0 and bool(jnp.isnan(out[1]))
