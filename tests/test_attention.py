@@ -28,7 +28,7 @@ def test_closed_form_vjp_equals_jax_vjp(causal, bias, padded):
     auto_p, auto_x = vjp(g_y)
     y_cf, grads = att.attention_vjp(params, x, g_y, causal, key_mask)
     np.testing.assert_array_equal(y, y_cf)
-    # THEORY T3a: relative error ≤ 1e-10 in float64
+    # docs/theory.md T3a: relative error ≤ 1e-10 in float64
     assert _relative((grads.params, grads.x), (auto_p, auto_x)) <= tol(1e-5, 1e-10)
     assert float(jnp.max(jnp.abs(grads.scores.sum(-1)))) <= tol(1e-5, 1e-13) * float(jnp.max(jnp.abs(grads.scores)))
     # custom_vjp route gives the same gradient under jax.grad

@@ -70,7 +70,7 @@ def test_sweep_config_file_is_used(tmp_path, capsys):
     (tmp_path / "spec.json").write_text(json.dumps(spec))
     assert cli.main(["sweep", "--config", str(tmp_path / "spec.json")]) == 0
     rows = read_table(tmp_path / "c.csv")
-    assert [float(r["knob"]) for r in rows] == [0.0, 2.0] and {r["n"] for r in rows} == {"40"}
+    assert [float(r["knob"]) for r in rows] == [0.0, 2.0] and {r["n"] for r in rows} == {40}
     assert json.loads((tmp_path / "c.csv.json").read_text())["config"]["seed"] == 1
 
 

@@ -22,7 +22,8 @@ def test_shift_invariance_any_shift(shift, z_scale, seed):
     scale = float(jnp.finfo(b.dtype).eps) * (abs(shift) + float(jnp.max(jnp.abs(head.logits(phi, h, b)))) + 1.0)
     np.testing.assert_allclose(head.log_probs(phi, h, b + a), head.log_probs(phi, h, b), atol=16 * scale, rtol=0)
     np.testing.assert_allclose(head.probs(phi, h, b + a), head.probs(phi, h, b), atol=16 * scale, rtol=0)
-    np.testing.assert_allclose(head.log_partition(phi, h, b + a) - a, head.log_partition(phi, h, b), atol=16 * scale, rtol=0)
+    np.testing.assert_allclose(head.log_partition(phi, h, b + a) - a, head.log_partition(phi, h, b),
+                               atol=16 * scale, rtol=0)
 
 
 def test_stable_for_logits_in_the_thousands(key):
@@ -80,14 +81,19 @@ def test_conditional_mean_and_kl(key):
 
 @pytest.mark.parametrize("call, match", [
     (lambda: head.logits(jnp.ones(4), jnp.ones(4)), r"phi must have rank 2 \[V, d\], got shape \(4,\)"),
-    (lambda: head.logits(jnp.ones((3, 4)), jnp.ones(5)), r"phi and h disagree on the embedding dimension d: 4 vs 5"),
-    (lambda: head.logits(jnp.ones((3, 4)), jnp.ones(4), jnp.ones(2)), r"phi and b disagree on the vocabulary size V: 3 vs 2"),
+    (lambda: head.logits(jnp.ones((3, 4)), jnp.ones(5)),
+     r"phi and h disagree on the embedding dimension d: 4 vs 5"),
+    (lambda: head.logits(jnp.ones((3, 4)), jnp.ones(4), jnp.ones(2)),
+     r"phi and b disagree on the vocabulary size V: 3 vs 2"),
     (lambda: head.probs(jnp.ones((0, 4)), jnp.ones(4)), r"phi is empty \(shape \(0, 4\)\)"),
-    (lambda: head.probs(jnp.ones((3, 4)).at[1, 1].set(jnp.nan), jnp.ones(4)), r"phi has non-finite values \(shape \(3, 4\)\)"),
+    (lambda: head.probs(jnp.ones((3, 4)).at[1, 1].set(jnp.nan), jnp.ones(4)),
+     r"phi has non-finite values \(shape \(3, 4\)\)"),
     (lambda: head.probs(jnp.ones((3, 4)), jnp.full(4, jnp.inf)), r"h has non-finite values \(shape \(4,\)\)"),
     (lambda: head.cross_entropy(jnp.ones((3, 4)), jnp.ones(4), 3), r"y has ids outside \[0, 3\)"),
-    (lambda: head.cross_entropy(jnp.ones((3, 4)), jnp.ones((2, 4)), jnp.zeros(3, jnp.int32)), r"y must have shape \(2,\)"),
-    (lambda: head.conditional_mean(jnp.ones((3, 4)), jnp.ones(4), jnp.ones(2)), r"phi and values disagree on the vocabulary size"),
+    (lambda: head.cross_entropy(jnp.ones((3, 4)), jnp.ones((2, 4)), jnp.zeros(3, jnp.int32)),
+     r"y must have shape \(2,\)"),
+    (lambda: head.conditional_mean(jnp.ones((3, 4)), jnp.ones(4), jnp.ones(2)),
+     r"phi and values disagree on the vocabulary size"),
 ])
 def test_bad_input_names_argument_and_shape(call, match):
     with pytest.raises(ValueError, match=match):

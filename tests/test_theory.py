@@ -43,7 +43,8 @@ def test_t4a_passes_and_error_shrinks_with_vocabulary():
     rows = theory.check_t4a(KEY, n=4 * 48, vocabs=vocabs)
     _passes(rows)
     # residuals are in units of σ_V ∝ 1/√V; in log units the error falls with V, a 64x larger V at least 3x
-    log_z_err = [r.max_residual * theory.t4a_sigma(v) for r, v in zip([r for r in rows if r.compares.startswith("log Z")], vocabs)]
+    log_z_err = [r.max_residual * theory.t4a_sigma(v)
+                 for r, v in zip([r for r in rows if r.compares.startswith("log Z")], vocabs)]
     assert log_z_err[-1] < log_z_err[0] / 3
     # the tolerance on log I is below the smallest predicted |log I| at every V: the row can tell I from 1
     for r, v in zip([r for r in rows if "isotropy" in r.compares], vocabs):

@@ -198,7 +198,8 @@ MUTATIONS: list[Mutation] = [
              lambda: dict(logits=lambda phi, h, b=None: head.logits(phi, h / jnp.linalg.norm(h), b))),
     Mutation("centred head = Φ (mean not removed)", "T1b", "centred_head = (I - 11ᵀ/V)Φ (reference)",
              lambda: dict(centred_head=lambda phi: phi)),
-    Mutation("log-probs + 1e-3(z - z̄)² (right invariance, wrong value)", "T1b", "centre(Δ log p) = Φ_c λ for any λ (iff)",
+    Mutation("log-probs + 1e-3(z - z̄)² (right invariance, wrong value)", "T1b",
+             "centre(Δ log p) = Φ_c λ for any λ (iff)",
              lambda: dict(log_probs=_square_term)),
     # T1c
     Mutation("Fisher without -ppᵀ", "T1c", "F = Φᵀ(diag p - ppᵀ)Φ", lambda: dict(fisher=_fisher_no_outer)),
@@ -242,17 +243,20 @@ MUTATIONS: list[Mutation] = [
              lambda: dict(forward=_attention_with(_padding_ignored))),
     Mutation("softmax over no key gives NaN", "T3", "query seeing no key: y_i = b_O, A_i = 0, zero grads",
              lambda: dict(attend=_nan_attend)),
-    Mutation("QK-norm keys: b_K stops cancelling", "T3", "∂ℓ/∂b_K = 0 by autodiff", lambda: dict(forward=_qk_norm(False))),
+    Mutation("QK-norm keys: b_K stops cancelling", "T3", "∂ℓ/∂b_K = 0 by autodiff",
+             lambda: dict(forward=_qk_norm(False))),
     Mutation("closed-form ∂ℓ/∂b_K = Σ G_K + 1e-3", "T3", "∂ℓ/∂b_K = 0 in closed form",
              lambda: dict(backward=_key_bias_in_closed_form)),
     Mutation("QK-norm keys with b_K behind stop_gradient", "T3", "output unchanged by b_K -> b_K + δ",
              lambda: dict(forward=_qk_norm(True))),
-    Mutation("G_S = A ⊙ G_A (row-sum term dropped)", "T3", "rows of G_S sum to 0", lambda: dict(backward=_no_rowsum_term)),
+    Mutation("G_S = A ⊙ G_A (row-sum term dropped)", "T3", "rows of G_S sum to 0",
+             lambda: dict(backward=_no_rowsum_term)),
     Mutation("transposed G_K (G_S Q for G_Sᵀ Q)", "T3", "closed-form VJP vs jax.vjp, every parameter and x",
              lambda: dict(backward=_transposed_g_k)),
     Mutation("G_V = A G_O (A not transposed)", "T3", "run-dtype closed form vs float64 jax.vjp",
              lambda: dict(backward=_g_v_untransposed)),
-    Mutation("backward rounds to float32 whatever the dtype", "T3", "float64 closed form vs float64 jax.vjp (THEORY: ≤ 1e-10)",
+    Mutation("backward rounds to float32 whatever the dtype", "T3",
+             "float64 closed form vs float64 jax.vjp (docs/theory.md: ≤ 1e-10)",
              lambda: dict(backward=_float32_backward)),
     Mutation("distance scores -|q - k|²", "T3", "G_Q unchanged by K -> K + 1cᵀ", lambda: dict(attend=_distance_attend)),
     Mutation("output picks up the mean key", "T3", "O unchanged by K -> K + 1cᵀ", lambda: dict(attend=_key_mean_leak)),
@@ -262,7 +266,8 @@ MUTATIONS: list[Mutation] = [
     Mutation("closed form without ½cᵀΣc", "T4a", "mean of log Z(c) - closed form ≈ 0, V=256",
              lambda: dict(closed_form=lambda mu, cov, d, vocab: math.log(vocab) + d @ mu)),
     Mutation("log_partition_along as log-mean-exp", "T4a", "mean of log Z(c) - closed form ≈ 0, V=256",
-             lambda: dict(log_partition_along=lambda phi, c: isotropy.log_partition_along(phi, c) - math.log(phi.shape[0]))),
+             lambda: dict(log_partition_along=lambda phi, c: (
+                 isotropy.log_partition_along(phi, c) - math.log(phi.shape[0])))),
     Mutation("log_partition_along at -c (sign flipped; no mean error)", "T4a", "log Z(c) vs log V + μᵀc + ½cᵀΣc, V=256",
              lambda: dict(log_partition_along=lambda phi, c: isotropy.log_partition_along(phi, -c))),
     Mutation("partition isotropy over +u only (one sign)", "T4a", "log partition_isotropy(Φ) vs closed form, V=256",
@@ -271,7 +276,8 @@ MUTATIONS: list[Mutation] = [
     # T4b
     Mutation("log p = z - max z (log Z dropped)", "T4b", "RMS of affine-fit residual ≤ RMS(log Z - mean) ≤ ε_Z",
              lambda: dict(log_probs=_no_log_z)),
-    Mutation("log p + 1e-3(z - z̄)² (a non-affine term)", "T4b", "affine-fit residual of log p(w|·) = that of -log Z, ∀w",
+    Mutation("log p + 1e-3(z - z̄)² (a non-affine term)", "T4b",
+             "affine-fit residual of log p(w|·) = that of -log Z, ∀w",
              lambda: dict(log_probs=_square_term)),
     Mutation("log Z halved", "T4b", "RMS of affine-fit residual ≤ RMS(log Z - mean) ≤ ε_Z",
              lambda: dict(log_partition=lambda phi, c, b=None: 0.5 * head.log_partition(phi, c, b))),
@@ -295,7 +301,8 @@ MUTATIONS: list[Mutation] = [
 
 def report() -> str:
     """Run every mutation; a markdown table of the rows each one fails, the first of them in bold."""
-    lines = ["| broken implementation | check | rows that fail (first in bold) | named row fails |", "|---|---|---|---|"]
+    lines = ["| broken implementation | check | rows that fail (first in bold) | named row fails |",
+             "|---|---|---|---|"]
     for m in MUTATIONS:
         failed = [r.compares for r in m.run() if not r.passed]
         shown = [f"**{c}**" if i == 0 else c for i, c in enumerate(failed)]

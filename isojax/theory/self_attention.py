@@ -116,7 +116,7 @@ def t3_attention(params: att.AttentionParams, x, g_y, causal, key_mask, *, forwa
 def t3_float64(params: att.AttentionParams, x, g_y, causal, key_mask, closed_run, *, forward=att.attention_forward,
                backward=att.attention_backward, run_eps: float):
     """T3a in float64 (call under jax.enable_x64 with float64 inputs): the float64 closed form against float64
-    jax.vjp (relative error, THEORY asks ≤ 1e-10), and the run-dtype closed form `closed_run` (cast to float64)
+    jax.vjp (relative error, docs/theory.md asks ≤ 1e-10), and the run-dtype closed form `closed_run` (cast to float64)
     against the same float64 autodiff, in units of the run dtype's eps."""
     fwd = lambda p, x_: forward(p, x_, causal, key_mask)[0]
     _, vjp = jax.vjp(fwd, params, x)
@@ -207,7 +207,7 @@ def check_t3(key, n: int = 1000, configs: list[dict] | None = None, timings: Tim
         row("T3a", "rows of G_S sum to 0", "eps·Σ_j|A_ij G_A_ij|", res["t3a_rows"], 16.0),
         row("T3a", "closed-form VJP vs jax.vjp, every parameter and x", ue, res["t3a"], 1024.0),
         row("T3a", "run-dtype closed form vs float64 jax.vjp", "rel/eps(run)", f64["run_vs_f64"], 1024.0),
-        row("T3a", "float64 closed form vs float64 jax.vjp (THEORY: ≤ 1e-10)", "rel", f64["f64"], 4e-13),
+        row("T3a", "float64 closed form vs float64 jax.vjp (docs/theory.md: ≤ 1e-10)", "rel", f64["f64"], 4e-13),
         row("T3c", "G_Q unchanged by K -> K + 1cᵀ", uq, res["t3c_translate_grad"], 4096.0),
         row("T3c", "O unchanged by K -> K + 1cᵀ", ue, res["t3c_translate_out"], 512.0),
         row("T3c", "G_Q = G_S(K - 1k̄ᵀ)/√d_k for any k̄", uq, res["t3c_centred"], 4096.0),
