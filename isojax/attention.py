@@ -17,8 +17,12 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 from flax import struct
+from jax.typing import ArrayLike, DTypeLike
 
 from isojax import _validate as V
+
+__all__ = ["AttentionCache", "AttentionGrads", "AttentionParams", "attend", "attention_backward", "attention_forward",
+           "attention_mask", "attention_vjp", "init_attention", "self_attention", "self_attention_closed_form"]
 
 
 @struct.dataclass
@@ -36,6 +40,7 @@ class AttentionParams:
 
     @property
     def heads(self) -> int:
+        """The number of heads H."""
         return self.w_q.shape[0]
 
 
@@ -50,7 +55,7 @@ class AttentionCache(NamedTuple):
 
 
 def init_attention(key: jax.Array, d_model: int, heads: int, d_k: int | None = None, d_v: int | None = None,
-                   bias: bool = True, dtype=None) -> AttentionParams:
+                   bias: bool = True, dtype: DTypeLike | None = None) -> AttentionParams:
     """Random attention parameters, Glorot-scaled; biases small random (not zero) so tests exercise them."""
     d_model = V.positive_int("d_model", d_model)
     heads = V.positive_int("heads", heads)
@@ -78,7 +83,7 @@ def init_attention(key: jax.Array, d_model: int, heads: int, d_k: int | None = N
     return params
 
 
-def attention_mask(length: int, causal: bool, key_mask=None) -> jax.Array:
+def attention_mask(length: int, causal: bool, key_mask: ArrayLike | None = None) -> jax.Array:
     """Boolean [T, T] mask, True where query i may attend to key j. key_mask: [T] bool (False = padding)."""
     allowed = jnp.ones((length, length), dtype=bool)
     if causal:
@@ -105,7 +110,8 @@ def _project(x, w, b):
     return y if b is None else y + b[:, None, :]
 
 
-def attend(q, k, v, allowed, bias=None, scale: float | None = None):
+def attend(q: ArrayLike, k: ArrayLike, v: ArrayLike, allowed: ArrayLike, bias: ArrayLike | None = None,
+           scale: float | None = None) -> tuple[jax.Array, jax.Array]:
     """Scaled dot-product attention per head. q, k: [H, T, d_k], v: [H, T, d_v], allowed: [T, T] bool
     -> (o [H, T, d_v], a [H, T, T]). bias: optional additive scores [H, T, T] (T5's relative positions);
     scale: the score factor, None = 1/√d_k (T5 uses 1: its scaling is folded into the weights).
@@ -147,8 +153,8 @@ def _check_bias(params: AttentionParams, x, bias):
     return bias
 
 
-def attention_forward(params: AttentionParams, x, causal: bool = False, key_mask=None, bias=None,
-                      scale: float | None = None):
+def attention_forward(params: AttentionParams, x: ArrayLike, causal: bool = False, key_mask: ArrayLike | None = None,
+                      bias: ArrayLike | None = None, scale: float | None = None) -> tuple[jax.Array, AttentionCache]:
     """Forward pass keeping the intermediates. x: [T, d_model] -> (y [T, d_model], AttentionCache).
     bias: optional additive scores [H, T, T]; scale: score factor, None = 1/√d_k (see `attend`)."""
     x, key_mask = _check(params, x, key_mask)
@@ -156,8 +162,8 @@ def attention_forward(params: AttentionParams, x, causal: bool = False, key_mask
     return _forward(params, x, attention_mask(x.shape[0], causal, key_mask), bias, scale)
 
 
-def self_attention(params: AttentionParams, x, causal: bool = False, key_mask=None, bias=None,
-                   scale: float | None = None) -> jax.Array:
+def self_attention(params: AttentionParams, x: ArrayLike, causal: bool = False, key_mask: ArrayLike | None = None,
+                   bias: ArrayLike | None = None, scale: float | None = None) -> jax.Array:
     """Multi-head self-attention. x: [T, d_model] -> [T, d_model]. bias [H, T, T] and scale: see `attend`."""
     return attention_forward(params, x, causal, key_mask, bias, scale)[0]
 
@@ -170,7 +176,7 @@ class AttentionGrads(NamedTuple):
     scores: jax.Array  # G_S [H, T, T]
 
 
-def attention_backward(params: AttentionParams, x, cache: AttentionCache, g_y) -> AttentionGrads:
+def attention_backward(params: AttentionParams, x: ArrayLike, cache: AttentionCache, g_y: ArrayLike) -> AttentionGrads:
     """The closed-form VJP of T3 (no autodiff): from G_Y = ∂ℓ/∂Y [T, d_model] to every gradient."""
     q, k, v, a, o = cache
     scale = 1.0 / math.sqrt(q.shape[-1])
@@ -195,7 +201,8 @@ def attention_backward(params: AttentionParams, x, cache: AttentionCache, g_y) -
     return AttentionGrads(grads, g_x, g_s)
 
 
-def attention_vjp(params: AttentionParams, x, g_y, causal: bool = False, key_mask=None):
+def attention_vjp(params: AttentionParams, x: ArrayLike, g_y: ArrayLike, causal: bool = False,
+                  key_mask: ArrayLike | None = None) -> tuple[jax.Array, AttentionGrads]:
     """Output and closed-form gradients in one call. -> (y [T, d_model], AttentionGrads)."""
     y, cache = attention_forward(params, x, causal, key_mask)
     g_y = V.array("g_y", g_y, ndim=2, what="[T, d_model]")
@@ -223,7 +230,8 @@ def _attention_cf_bwd(res, g_y):
 _attention_cf.defvjp(_attention_cf_fwd, _attention_cf_bwd)
 
 
-def self_attention_closed_form(params: AttentionParams, x, causal: bool = False, key_mask=None) -> jax.Array:
+def self_attention_closed_form(params: AttentionParams, x: ArrayLike, causal: bool = False,
+                               key_mask: ArrayLike | None = None) -> jax.Array:
     """`self_attention` whose gradient under `jax.grad` is the closed-form VJP rather than XLA's autodiff."""
     x, key_mask = _check(params, x, key_mask)
     return _attention_cf(params, x, attention_mask(x.shape[0], causal, key_mask))

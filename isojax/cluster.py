@@ -13,6 +13,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 __all__ = ["KMeansAll", "kmeans_all_k", "kmeans_plus_plus", "silhouette_from_distances"]
 
@@ -39,7 +40,7 @@ def _layout(k_min: int, k_max: int):
     return ks, offsets, total, padded_to_flat, flat_k, flat_j
 
 
-def kmeans_plus_plus(key, x, k_max: int) -> jax.Array:
+def kmeans_plus_plus(key: jax.Array, x: ArrayLike, k_max: int) -> jax.Array:
     """k-means++ seeding: k_max centroids [k_max, d], each drawn with probability ∝ D² to the chosen ones."""
     n = x.shape[0]
     keys = jax.random.split(key, k_max)
@@ -64,7 +65,7 @@ def _capacities(total: int) -> tuple[int, ...]:
     return tuple(caps)
 
 
-def kmeans_all_k(key, x, k_min: int = 2, k_max: int = 16, restarts: int = 4, max_iter: int = 300,
+def kmeans_all_k(key: jax.Array, x: ArrayLike, k_min: int = 2, k_max: int = 16, restarts: int = 4, max_iter: int = 300,
                  tol: float = 1e-4) -> KMeansAll:
     """Lloyd's k-means for every k in [k_min, k_max] with `restarts` k-means++ seeds each; the restart with
     the lowest inertia is kept per k. Stops when every centroid moved less than tol × the mean per-feature
@@ -145,7 +146,7 @@ def kmeans_all_k(key, x, k_min: int = 2, k_max: int = 16, restarts: int = 4, max
     return KMeansAll(jnp.asarray(ks), labels, jnp.min(inertia, axis=0), iterations)
 
 
-def silhouette_from_distances(dist, labels, k_max: int) -> jax.Array:
+def silhouette_from_distances(dist: ArrayLike, labels: ArrayLike, k_max: int) -> jax.Array:
     """Mean silhouette (scikit-learn's convention: 0 for points in singleton clusters).
     dist: [n, n], labels: [n] ints < k_max -> []"""
     onehot = jax.nn.one_hot(labels, k_max, dtype=dist.dtype)  # [n, k_max]

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 from isojax import _validate as V
 
@@ -47,14 +48,14 @@ def _unit(key, d):
     return u / jnp.linalg.norm(u)
 
 
-def isotropic_gaussian(key, n: int, d: int, knob=0.0) -> jax.Array:
+def isotropic_gaussian(key: jax.Array, n: int, d: int, knob: ArrayLike = 0.0) -> jax.Array:
     """N(0, diag(e^{-knob·i/(d-1)})): variances log-linearly spaced from 1 to e^{-knob} (knob 0: N(0, I))."""
     _knob("gaussian", knob)
     scales = jnp.exp(-0.5 * knob * jnp.arange(d) / max(d - 1, 1))
     return jax.random.normal(key, (n, d), V.float_dtype()) * scales
 
 
-def sphere(key, n: int, d: int, knob=0.0) -> jax.Array:
+def sphere(key: jax.Array, n: int, d: int, knob: ArrayLike = 0.0) -> jax.Array:
     """Uniform on the unit sphere at knob 0; knob tilts it towards a pole μ: normalise(z + knob·√d·μ)."""
     _knob("sphere", knob)
     k1, k2 = jax.random.split(key)
@@ -62,14 +63,14 @@ def sphere(key, n: int, d: int, knob=0.0) -> jax.Array:
     return z / jnp.linalg.norm(z, axis=1, keepdims=True)
 
 
-def cone(key, n: int, d: int, knob=0.0) -> jax.Array:
+def cone(key: jax.Array, n: int, d: int, knob: ArrayLike = 0.0) -> jax.Array:
     """N(m·μ, I) with a common mean vector of norm m = knob·√d (a narrow cone as knob grows)."""
     _knob("cone", knob)
     k1, k2 = jax.random.split(key)
     return jax.random.normal(k1, (n, d), V.float_dtype()) + knob * math.sqrt(d) * _unit(k2, d)
 
 
-def spiked(key, n: int, d: int, knob=0.0, spikes: int = 3) -> jax.Array:
+def spiked(key: jax.Array, n: int, d: int, knob: ArrayLike = 0.0, spikes: int = 3) -> jax.Array:
     """N(0, I + s·Σ_r u_r u_rᵀ): `spikes` random orthonormal directions with extra variance s = knob·d/spikes."""
     _knob("spiked", knob)
     spikes = _option("spikes", spikes, d)
@@ -80,7 +81,7 @@ def spiked(key, n: int, d: int, knob=0.0, spikes: int = 3) -> jax.Array:
     return z + extra @ basis.T
 
 
-def power_law(key, n: int, d: int, knob=0.0) -> jax.Array:
+def power_law(key: jax.Array, n: int, d: int, knob: ArrayLike = 0.0) -> jax.Array:
     """Variances λ_i ∝ i^{-knob} along a random orthonormal basis, normalised to mean 1 (knob = exponent α)."""
     _knob("power_law", knob)
     k1, k2 = jax.random.split(key)
@@ -90,7 +91,7 @@ def power_law(key, n: int, d: int, knob=0.0) -> jax.Array:
     return (jax.random.normal(k1, (n, d), V.float_dtype()) * jnp.sqrt(lam)) @ basis.T
 
 
-def mixture(key, n: int, d: int, knob=0.0, clusters: int = 4) -> jax.Array:
+def mixture(key: jax.Array, n: int, d: int, knob: ArrayLike = 0.0, clusters: int = 4) -> jax.Array:
     """Isotropic clusters N(c_j, I) with centres c_j = knob·√d × random unit vectors (knob = separation)."""
     _knob("mixture", knob)
     clusters = V.positive_int("clusters", clusters, 1)
@@ -100,7 +101,7 @@ def mixture(key, n: int, d: int, knob=0.0, clusters: int = 4) -> jax.Array:
     return jax.random.normal(k1, (n, d), V.float_dtype()) + centres[which]
 
 
-def subspace(key, n: int, d: int, knob=0.0, rank: int = 4) -> jax.Array:
+def subspace(key: jax.Array, n: int, d: int, knob: ArrayLike = 0.0, rank: int = 4) -> jax.Array:
     """A rank-`rank` subspace with unit variance plus isotropic noise of std e^{-knob} in the other directions."""
     _knob("subspace", knob)
     rank = _option("rank", rank, d)
@@ -110,7 +111,7 @@ def subspace(key, n: int, d: int, knob=0.0, rank: int = 4) -> jax.Array:
     return (jax.random.normal(k1, (n, d), V.float_dtype()) * scales) @ basis.T
 
 
-def gaussian_rows(key, vocab: int, mu, cov) -> jax.Array:
+def gaussian_rows(key: jax.Array, vocab: int, mu: ArrayLike, cov: ArrayLike) -> jax.Array:
     """vocab rows drawn i.i.d. from N(μ, Σ) (T4a's Gaussian head). mu: [d], cov: [d, d] -> [vocab, d]"""
     mu = V.array("mu", mu, ndim=1, what="[d]")
     cov = V.array("cov", cov, ndim=2, what="[d, d]")
@@ -132,7 +133,7 @@ FAMILIES: dict[str, Callable[..., jax.Array]] = {
 }
 
 
-def sample(family: str, key, n: int, d: int, knob=0.0, **options) -> jax.Array:
+def sample(family: str, key: jax.Array, n: int, d: int, knob: ArrayLike = 0.0, **options: int) -> jax.Array:
     """Draw n points in d dimensions from a named family at anisotropy `knob`. -> [n, d]
 
     Raises ValueError before any compute for an unknown family, n or d < 2, a sample or rotation too large

@@ -10,8 +10,12 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from isojax import _validate as V
+
+__all__ = ["centred_head", "conditional_mean", "cross_entropy", "expected_value", "fisher", "grad_h", "grad_logits",
+           "grad_phi", "kl_divergence", "log_partition", "log_probs", "logits", "probs"]
 
 
 def _head(phi, h, b=None):
@@ -30,27 +34,27 @@ def _logits(phi, h, b):
     return z if b is None else z + b
 
 
-def logits(phi, h, b=None) -> jax.Array:
+def logits(phi: ArrayLike, h: ArrayLike, b: ArrayLike | None = None) -> jax.Array:
     """z = Φh + b. phi: [V, d], h: [..., d], b: [V] or None -> [..., V]."""
     return _logits(*_head(phi, h, b))
 
 
-def log_partition(phi, h, b=None) -> jax.Array:
+def log_partition(phi: ArrayLike, h: ArrayLike, b: ArrayLike | None = None) -> jax.Array:
     """log Z(h) = logsumexp(Φh + b). -> [...]"""
     return jax.nn.logsumexp(logits(phi, h, b), axis=-1)
 
 
-def log_probs(phi, h, b=None) -> jax.Array:
+def log_probs(phi: ArrayLike, h: ArrayLike, b: ArrayLike | None = None) -> jax.Array:
     """log p(w|h) = z_w - log Z(h). -> [..., V]"""
     return jax.nn.log_softmax(logits(phi, h, b), axis=-1)
 
 
-def probs(phi, h, b=None) -> jax.Array:
+def probs(phi: ArrayLike, h: ArrayLike, b: ArrayLike | None = None) -> jax.Array:
     """p(w|h) = softmax(Φh + b). -> [..., V]"""
     return jax.nn.softmax(logits(phi, h, b), axis=-1)
 
 
-def cross_entropy(phi, h, y, b=None) -> jax.Array:
+def cross_entropy(phi: ArrayLike, h: ArrayLike, y: ArrayLike, b: ArrayLike | None = None) -> jax.Array:
     """ℓ = -log p(y|h). y: integer ids [...] matching h's batch axes -> [...]"""
     phi, h, b = _head(phi, h, b)
     y = V.token_ids("y", y, phi.shape[0])
@@ -60,7 +64,7 @@ def cross_entropy(phi, h, y, b=None) -> jax.Array:
     return -jnp.take_along_axis(lp, y[..., None], axis=-1)[..., 0]
 
 
-def conditional_mean(phi, h, values, b=None) -> jax.Array:
+def conditional_mean(phi: ArrayLike, h: ArrayLike, values: ArrayLike, b: ArrayLike | None = None) -> jax.Array:
     """ŷ = Σ_w v_w p(w|h), the model's conditional-mean forecast (T5). values: [V] -> [...]"""
     phi, h, b = _head(phi, h, b)
     values = V.array("values", values, ndim=1, what="[V]")
@@ -68,12 +72,12 @@ def conditional_mean(phi, h, values, b=None) -> jax.Array:
     return expected_value(log_probs(phi, h, b), values)
 
 
-def expected_value(log_p, values) -> jax.Array:
+def expected_value(log_p: ArrayLike, values: ArrayLike) -> jax.Array:
     """Σ_w v_w p_w from log-probabilities. log_p: [..., V], values: [V] -> [...]"""
     return jnp.exp(log_p) @ values
 
 
-def fisher(phi, h, b=None) -> jax.Array:
+def fisher(phi: ArrayLike, h: ArrayLike, b: ArrayLike | None = None) -> jax.Array:
     """F(h) = Φᵀ(diag p - p pᵀ)Φ = Cov_{w~p}[φ_w] (T1c). -> [..., d, d]"""
     phi, h, b = _head(phi, h, b)
     p = probs(phi, h, b)
@@ -82,13 +86,13 @@ def fisher(phi, h, b=None) -> jax.Array:
     return jnp.einsum("...v,...vi,...vj->...ij", p, centred, centred)
 
 
-def centred_head(phi) -> jax.Array:
+def centred_head(phi: ArrayLike) -> jax.Array:
     """Φ_c = Φ - 1φ̄ᵀ, the head with its mean output embedding removed. [V, d] -> [V, d]"""
     phi = V.array("phi", phi, ndim=2, what="[V, d]")
     return phi - phi.mean(axis=0)
 
 
-def kl_divergence(log_p, log_q) -> jax.Array:
+def kl_divergence(log_p: ArrayLike, log_q: ArrayLike) -> jax.Array:
     """KL(p ‖ q) from log-probabilities along the last axis. [..., V], [..., V] -> [...]
 
     -inf entries are zero probabilities (a term with p_w = 0 contributes 0, also where log q_w = -inf). NaN
@@ -110,19 +114,19 @@ def kl_divergence(log_p, log_q) -> jax.Array:
 
 # Closed-form gradients of ℓ = -log p(y|h) (T2), written out so autodiff can check them.
 
-def grad_logits(phi, h, y, b=None) -> jax.Array:
+def grad_logits(phi: ArrayLike, h: ArrayLike, y: ArrayLike, b: ArrayLike | None = None) -> jax.Array:
     """∇_z ℓ = p - e_y (T2a); sums to 0, so gradients never move the mean logit. -> [..., V]"""
     phi, h, b = _head(phi, h, b)
     y = V.token_ids("y", y, phi.shape[0])
     return probs(phi, h, b) - jax.nn.one_hot(y, phi.shape[0], dtype=h.dtype)
 
 
-def grad_h(phi, h, y, b=None) -> jax.Array:
+def grad_h(phi: ArrayLike, h: ArrayLike, y: ArrayLike, b: ArrayLike | None = None) -> jax.Array:
     """∇_h ℓ = Φ_cᵀ(p - e_y) (T2b): the mean output embedding φ̄ drops out. -> [..., d]"""
     return grad_logits(phi, h, y, b) @ centred_head(phi)
 
 
-def grad_phi(phi, h, y, b=None) -> jax.Array:
+def grad_phi(phi: ArrayLike, h: ArrayLike, y: ArrayLike, b: ArrayLike | None = None) -> jax.Array:
     """∇_Φ ℓ = (p - e_y) hᵀ (T2c); its rows sum to 0. -> [..., V, d]"""
     g = grad_logits(phi, h, y, b)
     return g[..., :, None] * jnp.asarray(h)[..., None, :]

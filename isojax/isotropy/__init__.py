@@ -7,6 +7,8 @@ Degenerate inputs (zero rows, a point mass, NaN, half precision, extreme scales,
 documented values or raise ValueError: see `isojax.isotropy._cloud`.
 """
 
+from __future__ import annotations
+
 from isojax.isotropy.api import MEASURES, all_measures, layer_summary, measure, measure_layers
 from isojax.isotropy.clustered import ClusteredCosine, clustered_cosine
 from isojax.isotropy.cosine import local_intrinsic_dimension, mean_cosine, pairwise_distances

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from isojax import _validate as V
 from isojax.isotropy import _cloud as C
@@ -69,7 +70,8 @@ def _compute(x, key, names: tuple[str, ...], max_points: int, k_max: int, lid_k:
             else out[name] for name in names}
 
 
-def all_measures(x, key, clustered: bool = True, max_points: int = 2000, lid_k: int = LID_K) -> dict[str, jax.Array]:
+def all_measures(x: ArrayLike, key: jax.Array, clustered: bool = True, max_points: int = 2000,
+                 lid_k: int = LID_K) -> dict[str, jax.Array]:
     """Every isotropy measure of one cloud [n, d] as a dict of scalars (the row of a sweep table): isoscore,
     d80_fraction, top1_variance, cosine, cosine_centred, partition_isotropy, lid, and (when `clustered`)
     clustered_cosine and best_k (as a float). jit- and vmap-able; inside a trace degenerate clouds give NaN
@@ -105,7 +107,8 @@ def _compute_jit(x, key, names, max_points, k_max, lid_k):
     return _compute(x, key, names, max_points, k_max, lid_k)
 
 
-def measure(x, seed=0, measures=None, max_points: int = 2000, name: str = "x") -> dict[str, float | int]:
+def measure(x: ArrayLike, seed: int | jax.Array = 0, measures: str | Sequence[str] | None = None,
+            max_points: int = 2000, name: str = "x") -> dict[str, float | int]:
     """Isotropy measures of your own cloud x: [n, d] -> {name: Python float (int for best_k and zero_rows)}.
 
     `seed` (an int or a PRNG key) seeds the subsample and k-means of clustered cosine; `measures` picks names
@@ -144,7 +147,8 @@ def measure(x, seed=0, measures=None, max_points: int = 2000, name: str = "x") -
     return out
 
 
-def measure_layers(hidden, seed=0, measures=None, max_points: int = 2000) -> list[dict]:
+def measure_layers(hidden: ArrayLike | Sequence[ArrayLike] | Mapping[str, ArrayLike], seed: int | jax.Array = 0,
+                   measures: str | Sequence[str] | None = None, max_points: int = 2000) -> list[dict]:
     """`measure` for every layer: hidden is [layers, n, d], a list of [n, d] arrays or a dict name -> [n, d].
     Layer i is measured with key fold_in(key(seed), i). -> one dict per layer, with a "layer" entry (the
     index, or the dict key)."""
@@ -162,7 +166,7 @@ def measure_layers(hidden, seed=0, measures=None, max_points: int = 2000) -> lis
             for i, (name, x) in enumerate(layers)]
 
 
-def layer_summary(x, key) -> dict[str, float | int]:
+def layer_summary(x: ArrayLike, key: jax.Array) -> dict[str, float | int]:
     """The trained-model experiments' row for one layer x: [n, d], bit for bit: clustered cosine (k = 2..
     min(16, n-1)), its best k and best silhouette, IsoScore and d(0.8)/d. Callers pass the layer's own key,
     e.g. jax.random.fold_in(key, layer)."""

@@ -9,6 +9,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 from isojax import cluster
 from isojax.isotropy import _cloud as C
@@ -28,14 +29,14 @@ class ClusteredCosine(NamedTuple):
     sample: jax.Array  # [m] row indices of x that were subsampled
 
 
-def subsample(key, n: int, m: int) -> jax.Array:
+def subsample(key: jax.Array, n: int, m: int) -> jax.Array:
     """The seeded subsample of m of n row indices that clustered cosine uses for `key`. -> [m] int"""
     k_sample, _ = jax.random.split(key)
     return jax.random.permutation(k_sample, n)[:m]
 
 
-def clustered_cosine(x, key, max_points: int = 2000, k_min: int = 2, k_max: int = 16, restarts: int = 4,
-                     min_silhouette: float = 0.1) -> ClusteredCosine:
+def clustered_cosine(x: ArrayLike, key: jax.Array, max_points: int = 2000, k_min: int = 2, k_max: int = 16,
+                     restarts: int = 4, min_silhouette: float = 0.1) -> ClusteredCosine:
     """Clustered cosine as the study measures it (Cai et al. 2021): centre, seeded subsample of at most
     max_points, k-means for every k in [k_min, k_max] (k-means++, Lloyd to convergence, restarts), the k with
     the best silhouette, one cluster when that silhouette is below min_silhouette; then in each cluster

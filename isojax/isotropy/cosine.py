@@ -7,13 +7,14 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from isojax.isotropy import _cloud as C
 
 __all__ = ["local_intrinsic_dimension", "mean_cosine", "pairwise_distances"]
 
 
-def mean_cosine(x, centre: bool = False) -> jax.Array:
+def mean_cosine(x: ArrayLike, centre: bool = False) -> jax.Array:
     """Mean cosine similarity over distinct pairs, O(nd) via ‖Σu_i‖² = n + Σ_{i≠j} u_i·u_j. [n, d] -> []
 
     Zero vectors have no direction: they are excluded (the mean is over pairs of nonzero rows; after
@@ -53,7 +54,7 @@ def mean_pair_cosine(x, member) -> jax.Array:
     return jnp.where(m >= 2, (total - m) / jnp.maximum(m * (m - 1), 1), jnp.nan)
 
 
-def pairwise_distances(x) -> jax.Array:
+def pairwise_distances(x: ArrayLike) -> jax.Array:
     """Euclidean distances [n, n] with an exact zero diagonal (computed through the Gram matrix). [n, d]
 
     Works at the scale given (no rescaling): callers that need scale robustness rescale first.
@@ -75,7 +76,7 @@ def tree_sum(v, axis: int = 0) -> jax.Array:
     return v[0]
 
 
-def local_intrinsic_dimension(x, k: int = 20) -> jax.Array:
+def local_intrinsic_dimension(x: ArrayLike, k: int = 20) -> jax.Array:
     """Maximum-likelihood k-NN intrinsic dimension (Levina & Bickel 2004), averaged over points (MacKay &
     Ghahramani's pooled inverse). [n, d] -> []
 

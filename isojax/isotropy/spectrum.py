@@ -10,6 +10,7 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from isojax import _validate as V
 from isojax.isotropy import _cloud as C
@@ -22,13 +23,13 @@ __all__ = ["after", "covariance_spectrum", "d_80", "d_80_from_spectrum", "isosco
 _SAFE_EIGENVALUE = 2.0**60  # spectra with a largest eigenvalue in [2^-60, 2^60] have finite, normal ‖λ‖
 
 
-def after(x, *deps):
+def after(x: ArrayLike, *deps: ArrayLike) -> jax.Array:
     """x, once every array in deps is computed. Used to run eigen-decompositions one after another: two
     independent batched eigh calls in one program can deadlock jaxlib's CPU LAPACK thread pool (0.10.2)."""
     return jax.lax.optimization_barrier((x, deps))[0]
 
 
-def principal_directions(x) -> jax.Array:
+def principal_directions(x: ArrayLike) -> jax.Array:
     """Unit eigenvectors of xᵀx with both signs, E = {±u_i}. [n, d] -> [2d, d]
 
     Mu & Viswanath take E = eigenvectors of ΦᵀΦ; an eigenvector's sign is arbitrary and Z(c) ≠ Z(-c) when the
@@ -41,7 +42,7 @@ def principal_directions(x) -> jax.Array:
     return jnp.concatenate([vecs.T, -vecs.T], axis=0)
 
 
-def log_partition_along(phi, directions) -> jax.Array:
+def log_partition_along(phi: ArrayLike, directions: ArrayLike) -> jax.Array:
     """log Z(c) = logsumexp_w φ_wᵀc for each direction c. phi: [V, d], directions: [m, d] -> [m]"""
     phi = V.array("phi", phi, ndim=2, what="[V, d]", upcast_low=True)
     directions = V.array("directions", directions, ndim=2, what="[m, d]", upcast_low=True)
@@ -49,7 +50,7 @@ def log_partition_along(phi, directions) -> jax.Array:
     return jax.nn.logsumexp(directions @ phi.T, axis=-1)
 
 
-def partition_isotropy(phi) -> jax.Array:
+def partition_isotropy(phi: ArrayLike) -> jax.Array:
     """I(Φ) = min_c Z(c) / max_c Z(c) over c in E (T4), in log space: never overflows. [V, d] -> []
 
     Not scale-invariant (Z depends on the norms of the rows): I(sΦ) -> 0 as s grows unless Φ is isotropic.
@@ -78,7 +79,7 @@ def scaled_spectrum(x) -> jax.Array:
     return _spectrum(C.rescaled(x))
 
 
-def covariance_spectrum(x) -> jax.Array:
+def covariance_spectrum(x: ArrayLike) -> jax.Array:
     """Eigenvalues of the sample covariance, largest first. [n, d] -> [d]
 
     Computed on the rescaled cloud and scaled back (exactly, by a power of two). Eigenvalues that do not fit
@@ -102,7 +103,7 @@ def _normalised(lam) -> jax.Array:
     return jnp.where(ok, lam, lam / top)
 
 
-def d_80(x, fraction: float = 0.8) -> jax.Array:
+def d_80(x: ArrayLike, fraction: float = 0.8) -> jax.Array:
     """d(0.8): principal components needed to reach `fraction` of the variance (full spectrum). -> [] int
 
     A point mass raises ValueError eagerly and gives 0 inside jit.
@@ -112,7 +113,7 @@ def d_80(x, fraction: float = 0.8) -> jax.Array:
     return C.point_mass_to(x, d_80_from_spectrum(scaled_spectrum(x), fraction), 0)
 
 
-def d_80_from_spectrum(lam, fraction: float = 0.8) -> jax.Array:
+def d_80_from_spectrum(lam: ArrayLike, fraction: float = 0.8) -> jax.Array:
     """d(0.8) from covariance eigenvalues sorted largest first. [d] -> [] int (0 for an all-zero spectrum)"""
     lam = _normalised(lam)
     total = lam.sum()
@@ -120,7 +121,7 @@ def d_80_from_spectrum(lam, fraction: float = 0.8) -> jax.Array:
     return jnp.where(total > 0, jnp.argmax(explained >= fraction - 1e-6 * fraction) + 1, 0)
 
 
-def top3_variance_ratio(x) -> jax.Array:
+def top3_variance_ratio(x: ArrayLike) -> jax.Array:
     """Fraction of the variance in each of the top 3 principal components. [n, d] -> [3]
 
     A point mass raises ValueError eagerly and gives NaN inside jit.
@@ -131,7 +132,7 @@ def top3_variance_ratio(x) -> jax.Array:
     return C.point_mass_to(x, jnp.pad(lam, (0, 3))[:3] / lam.sum())
 
 
-def isoscore_from_spectrum(lam) -> jax.Array:
+def isoscore_from_spectrum(lam: ArrayLike) -> jax.Array:
     """IsoScore (Rudman et al. 2022) from covariance eigenvalues λ [n_dim]: 1 isotropic, 0 rank one.
 
     Depends only on the ratios of λ; NaN for an all-zero spectrum (a point mass has no directions to compare).
@@ -143,7 +144,7 @@ def isoscore_from_spectrum(lam) -> jax.Array:
     return ((n - delta**2 * (n - math.sqrt(n))) ** 2 - n) / (n * (n - 1))
 
 
-def isoscore(x) -> jax.Array:
+def isoscore(x: ArrayLike) -> jax.Array:
     """IsoScore of a point cloud: from the variances along its principal components. [n, d] -> []
 
     Computed from tr Σ and ‖Σ‖_F (`isoscore_from_covariance`), with no eigen-decomposition: equal to the
@@ -157,7 +158,7 @@ def isoscore(x) -> jax.Array:
     return C.point_mass_to(x, isoscore_from_covariance(centred.T @ centred))
 
 
-def isoscore_from_covariance(cov) -> jax.Array:
+def isoscore_from_covariance(cov: ArrayLike) -> jax.Array:
     """IsoScore from a covariance matrix (any positive multiple of it) without an eigen-decomposition.
     [d, d] -> []
 
@@ -172,7 +173,7 @@ def isoscore_from_covariance(cov) -> jax.Array:
     return ((n - delta2 * (n - math.sqrt(n))) ** 2 - n) / (n * (n - 1))
 
 
-def isoscore_star(x, zeta: float = 0.0, target=None) -> jax.Array:
+def isoscore_star(x: ArrayLike, zeta: float = 0.0, target: ArrayLike | None = None) -> jax.Array:
     """IsoScore* (Rudman & Eickhoff 2024): IsoScore of the shrunk covariance (1-ζ)Σ_x + ζΣ_target,
     differentiable (eigvalsh), so it can be used as a training penalty. `target` [d, d] is a covariance from
     a larger sample; without one, the shrinkage target is tr(Σ_x)/d·I. [n, d] -> []

@@ -76,7 +76,7 @@ CHECKS: dict[str, Callable[..., list[CheckRow]]] = {
 }
 
 
-def run_checks(key, n: int = 1000, only: list[str] | None = None) -> CheckReport:
+def run_checks(key: jax.Array, n: int = 1000, only: list[str] | None = None) -> CheckReport:
     """Every statement's check over n instances each (per-check keys from fold_in, so order does not matter).
     -> CheckReport: iterate it for the rows; .compile_seconds and .run_seconds for the time spent."""
     names = only or list(CHECKS)

@@ -3,9 +3,12 @@ on random and near-tight instances; ŷ and KL against their reference formulas."
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from isojax import _validate as V
 from isojax import head
@@ -15,12 +18,14 @@ from isojax.theory.softmax import reference_kl
 __all__ = ["reference_expected_value", "t5a_bound", "check_t5a"]
 
 
-def reference_expected_value(log_p, values) -> jax.Array:
+def reference_expected_value(log_p: ArrayLike, values: ArrayLike) -> jax.Array:
     """Σ_w v_w p_w written as a sum of products (the reference for head.expected_value). [..., V], [V] -> [...]"""
     return jnp.sum(jnp.exp(log_p) * values, axis=-1)
 
 
-def t5a_bound(log_p_star, log_p_f, values, *, expected_value=head.expected_value, kl=head.kl_divergence):
+def t5a_bound(log_p_star: ArrayLike, log_p_f: ArrayLike, values: ArrayLike, *,
+              expected_value: Callable = head.expected_value,
+              kl: Callable = head.kl_divergence) -> dict[str, jax.Array]:
     """T5a for a batch of contexts (log_p_star, log_p_f: [S, V], values: [V]). For each inequality lhs ≤ rhs —
     |ŷ - y| ≤ B‖p_f - p*‖₁, |ŷ - y| ≤ B·sqrt(2 KL(p*‖p_f)), sqrt(E_s(ŷ - y)²) ≤ B·sqrt(2ε) — the excess
     max(lhs - rhs, 0) in units of its rounding scale (ŷ and y round at eps·max|v|, a KL near 0 at eps·Σp|log p|,
@@ -71,7 +76,7 @@ def _make_t5a(vocab, contexts, **impl):
 T5A_CONFIGS = [dict(vocab=2, contexts=16), dict(vocab=8, contexts=16), dict(vocab=64, contexts=16)]
 
 
-def check_t5a(key, n: int = 1000, timings: Timings | None = None, configs: list[dict] | None = None,
+def check_t5a(key: jax.Array, n: int = 1000, timings: Timings | None = None, configs: list[dict] | None = None,
               **impl) -> list[CheckRow]:
     """T5a on random and near-tight instances (two tokens at the extremes with masses ½ ± δ)."""
     res = run_instances("T5a", _make_t5a, key, n, configs or T5A_CONFIGS, timings or Timings(), impl)

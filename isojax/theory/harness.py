@@ -12,11 +12,14 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpy.typing as npt
+from jax.typing import ArrayLike
 
 from isojax import _validate as V
 
@@ -70,7 +73,7 @@ class CheckReport:
     def __len__(self) -> int:
         return len(self.rows)
 
-    def __getitem__(self, i):
+    def __getitem__(self, i: int) -> CheckRow:
         return self.rows[i]
 
     @property
@@ -78,14 +81,15 @@ class CheckReport:
         return all(r.passed for r in self.rows)
 
 
-def row(statement: str, compares: str, units: str, residuals, tolerance: float, note: str = "") -> CheckRow:
+def row(statement: str, compares: str, units: str, residuals: npt.ArrayLike, tolerance: float,
+        note: str = "") -> CheckRow:
     """A row from per-instance residuals: NaN or inf anywhere makes the worst residual inf (a failure)."""
     r = np.asarray(residuals, dtype=np.float64).ravel()
     worst = float(np.max(np.where(np.isfinite(r), r, np.inf))) if r.size else math.inf
     return CheckRow(statement, compares, worst, float(tolerance), int(r.size), bool(worst <= tolerance), note, units)
 
 
-def exact_row(statement: str, compares: str, units: str, residuals, note: str = "") -> CheckRow:
+def exact_row(statement: str, compares: str, units: str, residuals: npt.ArrayLike, note: str = "") -> CheckRow:
     """A row whose statement holds exactly (a count of mismatches): tolerance 0."""
     return row(statement, compares, units, residuals, 0.0, note)
 
@@ -93,7 +97,7 @@ def exact_row(statement: str, compares: str, units: str, residuals, note: str = 
 _PROGRAMS: dict = {}  # compiled executables by (name, configs, implementations, sizes, dtype): a cache only
 
 
-def run_program(name: str, fn: Callable, args, cache_key, timings: Timings):
+def run_program(name: str, fn: Callable, args: Any, cache_key: Hashable, timings: Timings) -> Any:
     """Compile `fn(*args)` once per (name, cache_key, argument shapes, x64 mode) and run it, adding each phase's
     seconds to `timings`. -> fn's outputs as numpy arrays."""
     shapes = tuple((a.shape, str(a.dtype)) for a in jax.tree.leaves(args))
@@ -118,7 +122,7 @@ def _hashable(obj):
     return obj
 
 
-def run_instances(name: str, make: Callable, key, n: int, configs: list[dict], timings: Timings,
+def run_instances(name: str, make: Callable, key: jax.Array, n: int, configs: list[dict], timings: Timings,
                   impl: dict | None = None) -> dict[str, np.ndarray]:
     """Evaluate `make(**cfg, **impl)(key) -> dict of scalars` on n instances spread evenly over the configs,
     all configs in one compiled program. -> {name: [instances]} (configs concatenated in order).
@@ -143,20 +147,22 @@ def eps() -> float:
     return float(jnp.finfo(V.float_dtype()).eps)
 
 
-def normal(key, shape) -> jax.Array:
+def normal(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    """Standard normal draws of the given shape in the default float dtype."""
     return jax.random.normal(key, shape, V.float_dtype())
 
 
-def uniform(key, shape=(), lo=0.0, hi=1.0) -> jax.Array:
+def uniform(key: jax.Array, shape: tuple[int, ...] = (), lo: ArrayLike = 0.0, hi: ArrayLike = 1.0) -> jax.Array:
+    """Uniform draws on [lo, hi) of the given shape in the default float dtype."""
     return jax.random.uniform(key, shape, V.float_dtype(), lo, hi)
 
 
-def rel(a, b) -> jax.Array:
+def rel(a: ArrayLike, b: ArrayLike) -> jax.Array:
     """‖a - b‖ / ‖b‖ (Frobenius), with a floor so that b = 0 does not divide by zero."""
     return jnp.linalg.norm((a - b).ravel()) / jnp.maximum(jnp.linalg.norm(b.ravel()), jnp.finfo(b.dtype).tiny)
 
 
-def anisotropic_head(key, vocab: int, dim: int, cone: float = 3.0) -> jax.Array:
+def anisotropic_head(key: jax.Array, vocab: int, dim: int, cone: float = 3.0) -> jax.Array:
     """Random head [vocab, dim] with a shared mean vector of random strength: the anisotropy T1c and T2 are
     about."""
     k1, k2, k3 = jax.random.split(key, 3)

@@ -4,11 +4,13 @@ mean output embedding and of Σb under SGD, step by step, with Adam as the contr
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.typing import ArrayLike
 
 from isojax import _validate as V
 from isojax import head
@@ -18,8 +20,9 @@ __all__ = ["t2_head_gradients", "head_instance", "mean_embedding_drift", "sgd_co
            "check_t2c_training"]
 
 
-def t2_head_gradients(phi, h, y, b, shift, *, grad_logits=head.grad_logits, grad_h=head.grad_h,
-                      grad_phi=head.grad_phi):
+def t2_head_gradients(phi: ArrayLike, h: ArrayLike, y: ArrayLike, b: ArrayLike, shift: ArrayLike, *,
+                      grad_logits: Callable = head.grad_logits, grad_h: Callable = head.grad_h,
+                      grad_phi: Callable = head.grad_phi) -> dict[str, jax.Array]:
     """T2a–c for one instance: closed-form gradients of ℓ = -log p(y|h) against autodiff, their sums, and
     ∇_h ℓ's independence of the mean output embedding (Φ -> Φ + 1 shiftᵀ). Relative errors over eps."""
     loss = lambda phi_, h_, b_: head.cross_entropy(phi_, h_, y, b_)
@@ -45,7 +48,7 @@ def t2_head_gradients(phi, h, y, b, shift, *, grad_logits=head.grad_logits, grad
     }
 
 
-def head_instance(vocab: int, dim: int):
+def head_instance(vocab: int, dim: int) -> Callable[[jax.Array], tuple[jax.Array, ...]]:
     """A draw of one T2 instance: key -> (phi [V, d], h [d], y [], b [V], shift [d]) on an anisotropic head."""
     def draw(k):
         ks = jax.random.split(k, 5)
@@ -64,7 +67,7 @@ def _make_t2ab(vocab, dim, **impl):
 T2_CONFIGS = [dict(vocab=2, dim=3), dict(vocab=32, dim=8), dict(vocab=512, dim=32)]
 
 
-def check_t2ab(key, n: int = 1000, timings: Timings | None = None, configs: list[dict] | None = None,
+def check_t2ab(key: jax.Array, n: int = 1000, timings: Timings | None = None, configs: list[dict] | None = None,
                **impl) -> list[CheckRow]:
     """T2a, T2b and the gradient identities of T2c on random anisotropic heads."""
     res = run_instances("T2ab", _make_t2ab, key, n, configs or T2_CONFIGS, timings or Timings(), impl)
@@ -88,8 +91,9 @@ def _training_data(key, vocab, dim, examples):
     return xs, ys, params
 
 
-def mean_embedding_drift(key, optimizer: optax.GradientTransformation, steps: int = 1000, vocab: int = 16,
-                         dim: int = 8, examples: int = 64, batch: int = 16, trajectory: bool = False):
+def mean_embedding_drift(key: jax.Array, optimizer: optax.GradientTransformation, steps: int = 1000, vocab: int = 16,
+                         dim: int = 8, examples: int = 64, batch: int = 16,
+                         trajectory: bool = False) -> dict[str, jax.Array]:
     """Train a softmax head (Φ, b) by cross-entropy on random data; return how far φ̄ and Σb moved relative to
     how far the rows and biases themselves moved (T2c: exactly 0 under SGD, up to rounding). With
     trajectory=True, also the drift ‖φ̄_t - φ̄_0‖_∞ after every step ([steps])."""
@@ -118,8 +122,8 @@ def mean_embedding_drift(key, optimizer: optax.GradientTransformation, steps: in
     return out
 
 
-def sgd_conservation(key, optimizer: optax.GradientTransformation, lr: float, steps: int = 1000, vocab: int = 16,
-                     dim: int = 8, examples: int = 64, batch: int = 16):
+def sgd_conservation(key: jax.Array, optimizer: optax.GradientTransformation, lr: float, steps: int = 1000,
+                     vocab: int = 16, dim: int = 8, examples: int = 64, batch: int = 16) -> dict[str, jax.Array]:
     """T2c step by step, on the same data as `mean_embedding_drift`. After every step t: the drift of φ̄ in
     units of eps·|Φ_0|∞·sqrt(t+1) (a rounding walk), of Σb in units of eps·Σ|b_t|·sqrt(t+1), and the distance
     of the optimizer's step from the closed-form SGD step Φ - lr·mean_i (p_i - e_yi)h_iᵀ, b - lr·mean_i
@@ -163,7 +167,7 @@ _sgd = functools.lru_cache(optax.sgd)  # one object per rate, so a second seed r
 _adam = functools.lru_cache(optax.adam)
 
 
-def check_t2c_training(key, n: int = 1000, steps: int = 1000, timings: Timings | None = None,
+def check_t2c_training(key: jax.Array, n: int = 1000, steps: int = 1000, timings: Timings | None = None,
                        optimizer: optax.GradientTransformation | None = None, lr: float = 0.1,
                        contrast: optax.GradientTransformation | None = None) -> list[CheckRow]:
     """T2c: plain SGD with learning rate `lr` conserves φ̄ and Σb at every one of `steps` steps, and each of its

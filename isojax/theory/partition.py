@@ -5,10 +5,12 @@ is affine in c up to ε_Z, with the head's own `log_probs` and `log_partition`."
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from isojax import _validate as V
 from isojax import distributions, head, isotropy
@@ -19,7 +21,7 @@ __all__ = ["gaussian_log_partition", "T4A_MAX_VAR", "t4a_sigma", "t4a_partition"
            "t4b_affine", "check_t4a", "check_t4b"]
 
 
-def gaussian_log_partition(mu, cov, directions, vocab: int):
+def gaussian_log_partition(mu: ArrayLike, cov: ArrayLike, directions: ArrayLike, vocab: int) -> jax.Array:
     """T4a closed form: log E[Z(c)] = log V + μᵀc + ½cᵀΣc for rows φ_w ~ N(μ, Σ). -> [m]"""
     return math.log(vocab) + directions @ mu + 0.5 * jnp.einsum("md,de,me->m", directions, cov, directions)
 
@@ -34,8 +36,10 @@ def t4a_sigma(vocab: int) -> float:
     return math.sqrt(math.expm1(T4A_MAX_VAR) / vocab)
 
 
-def t4a_partition(phi, mu, cov, population, *, log_partition_along=isotropy.log_partition_along,
-                  partition_isotropy=isotropy.partition_isotropy, closed_form=gaussian_log_partition):
+def t4a_partition(phi: ArrayLike, mu: ArrayLike, cov: ArrayLike, population: ArrayLike, *,
+                  log_partition_along: Callable = isotropy.log_partition_along,
+                  partition_isotropy: Callable = isotropy.partition_isotropy,
+                  closed_form: Callable = gaussian_log_partition) -> dict[str, jax.Array]:
     """T4a for one head with rows ~ N(μ, Σ): |log Z(c) - closed form| over the population directions (± the
     eigenvectors of Σ, [2d, d]), and |log I(Φ) - closed form over E = principal_directions(Φ)|, I(Φ) from
     `partition_isotropy`; both in units of t4a_sigma(V). Also the predicted |log I| (the size of the signal)."""
@@ -71,7 +75,8 @@ def _make_t4a(vocab, dim, **impl):
     return one
 
 
-def check_t4a(key, n: int = 1000, vocabs=(256, 1024, 4096, 16384), dim: int = 8, timings: Timings | None = None,
+def check_t4a(key: jax.Array, n: int = 1000, vocabs: Sequence[int] = (256, 1024, 4096, 16384), dim: int = 8,
+              timings: Timings | None = None,
               **impl) -> list[CheckRow]:
     """T4a across V for Gaussian heads with a random mean (a cone) and a spiked covariance; one row per V and
     quantity, residuals in units of t4a_sigma(V); the tolerance in log units is reported beside the smallest
@@ -98,7 +103,7 @@ def check_t4a(key, n: int = 1000, vocabs=(256, 1024, 4096, 16384), dim: int = 8,
 
 # --------------------------------------------------------------------------------------------- T4b
 
-def affine_fit_residual(y, c) -> jax.Array:
+def affine_fit_residual(y: ArrayLike, c: ArrayLike) -> jax.Array:
     """Residuals of the least-squares affine fit of each column of y on c (via QR of [1, c]).
     y: [m, k], c: [m, d] -> [m, k]"""
     design = jnp.concatenate([jnp.ones((c.shape[0], 1), c.dtype), c], axis=1)
@@ -106,7 +111,8 @@ def affine_fit_residual(y, c) -> jax.Array:
     return y - q @ (q.T @ y)
 
 
-def t4b_affine(phi, c, *, log_probs=head.log_probs, log_partition=head.log_partition):
+def t4b_affine(phi: ArrayLike, c: ArrayLike, *, log_probs: Callable = head.log_probs,
+               log_partition: Callable = head.log_partition) -> dict[str, jax.Array]:
     """T4b for one head and m contexts c [m, d]: log p(w|c) = φ_wᵀc - log Z(c) against the reference formula;
     the least-squares affine fit of log p(w|·) on c leaves, for every w, exactly the residual of fitting -log Z
     (the affine part φ_wᵀc is fitted exactly); and its RMS is ≤ RMS(log Z - mean) ≤ ε_Z = max|log Z - mean|."""
@@ -146,7 +152,7 @@ def _make_t4b(vocab, dim, contexts, **impl):
 T4B_CONFIGS = [dict(vocab=64, dim=8, contexts=64), dict(vocab=512, dim=16, contexts=128)]
 
 
-def check_t4b(key, n: int = 1000, timings: Timings | None = None, configs: list[dict] | None = None,
+def check_t4b(key: jax.Array, n: int = 1000, timings: Timings | None = None, configs: list[dict] | None = None,
               **impl) -> list[CheckRow]:
     """T4b on heads with a cone of random strength and contexts of random spread (ε_Z from ~0 to several)."""
     res = run_instances("T4b", _make_t4b, key, n, configs or T4B_CONFIGS, timings or Timings(), impl)

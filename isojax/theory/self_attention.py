@@ -4,10 +4,12 @@ ways, the documented value of a query that sees no key, the key-bias gradient (T
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from isojax import attention as att
 from isojax.theory.harness import CheckRow, Timings, _hashable, eps, normal, rel, row, run_program
@@ -24,7 +26,7 @@ def _leafwise_rel(closed, auto):
     return jnp.max(jnp.stack(errs))
 
 
-def reference_mask(length: int, causal: bool, key_mask=None) -> jax.Array:
+def reference_mask(length: int, causal: bool, key_mask: ArrayLike | None = None) -> jax.Array:
     """The mask T3 describes, one (query, key) pair at a time: i may see j iff (not causal or j ≤ i) and key j
     is not padding. The loop reference for `attention.attention_mask`. -> [T, T] bool"""
     visible = jnp.ones((length,), bool) if key_mask is None else key_mask
@@ -32,7 +34,8 @@ def reference_mask(length: int, causal: bool, key_mask=None) -> jax.Array:
                       for i in range(length)])
 
 
-def mask_pattern(forward, params: att.AttentionParams, x, causal, key_mask) -> jax.Array:
+def mask_pattern(forward: Callable, params: att.AttentionParams, x: ArrayLike, causal: bool,
+                 key_mask: ArrayLike | None) -> jax.Array:
     """The pairs (i, j) where y_i moves when x_j moves through the keys and values only: W_Q is set to 0, so
     the queries do not depend on x, and one forward-mode derivative per position j gives the blocks
     ∂y_i/∂x_j (non-zero iff query i attends to key j, for generic inputs). -> [T, T] bool"""
@@ -48,8 +51,9 @@ def mask_pattern(forward, params: att.AttentionParams, x, causal, key_mask) -> j
     return jnp.any(tangents != 0, axis=-1).T
 
 
-def t3_attention(params: att.AttentionParams, x, g_y, causal, key_mask, *, forward=att.attention_forward,
-                 backward=att.attention_backward, attend=att.attend, mask=att.attention_mask):
+def t3_attention(params: att.AttentionParams, x: ArrayLike, g_y: ArrayLike, causal: bool, key_mask: ArrayLike | None,
+                 *, forward: Callable = att.attention_forward, backward: Callable = att.attention_backward,
+                 attend: Callable = att.attend, mask: Callable = att.attention_mask) -> dict[str, jax.Array]:
     """T3 for one instance: closed-form VJP vs jax.vjp of `forward`; rows of G_S; the masks both ways; a query
     with no visible key; the key-bias gradient; query gradients through centred keys; translation of every key
     by a common vector. -> dict of scalars."""
@@ -113,8 +117,9 @@ def t3_attention(params: att.AttentionParams, x, g_y, causal, key_mask, *, forwa
     return out
 
 
-def t3_float64(params: att.AttentionParams, x, g_y, causal, key_mask, closed_run, *, forward=att.attention_forward,
-               backward=att.attention_backward, run_eps: float):
+def t3_float64(params: att.AttentionParams, x: ArrayLike, g_y: ArrayLike, causal: bool, key_mask: ArrayLike | None,
+               closed_run: tuple[att.AttentionParams, jax.Array], *, forward: Callable = att.attention_forward,
+               backward: Callable = att.attention_backward, run_eps: float) -> dict[str, jax.Array]:
     """T3a in float64 (call under jax.enable_x64 with float64 inputs): the float64 closed form against float64
     jax.vjp (relative error, docs/theory.md asks ≤ 1e-10), and the run-dtype closed form `closed_run` (cast to float64)
     against the same float64 autodiff, in units of the run dtype's eps."""
@@ -152,7 +157,7 @@ def _draw(k, length, d_model, heads, d_k, causal, bias, padded, d_v=None, blind=
     return params, x, g_y, key_mask
 
 
-def check_t3(key, n: int = 1000, configs: list[dict] | None = None, timings: Timings | None = None,
+def check_t3(key: jax.Array, n: int = 1000, configs: list[dict] | None = None, timings: Timings | None = None,
              **impl) -> list[CheckRow]:
     """T3a–c over random multi-head, masked (causal, padding, both, none), biased and unbiased instances, with
     d_v ≠ d_k and queries that see no key; T3a also against float64 autodiff."""

@@ -7,9 +7,11 @@ or autodiff), besides the invariances the statements are about.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 from isojax import head
 from isojax.theory.harness import CheckRow, Timings, anisotropic_head, eps, normal, row, run_instances, uniform
@@ -18,32 +20,32 @@ __all__ = ["naive_probs", "reference_log_softmax", "reference_centred", "referen
            "t1a_shift", "t1b_nonidentifiability", "t1c_fisher", "check_t1a", "check_t1b", "check_t1c"]
 
 
-def naive_probs(phi, h, b=None) -> jax.Array:
+def naive_probs(phi: ArrayLike, h: ArrayLike, b: ArrayLike | None = None) -> jax.Array:
     """exp(z) / Σ exp(z) without the max shift: the textbook softmax that overflows (T1a's contrast). -> [..., V]"""
     e = jnp.exp(head.logits(phi, h, b))
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def reference_log_softmax(z) -> jax.Array:
+def reference_log_softmax(z: ArrayLike) -> jax.Array:
     """log softmax written out: z - m - log Σ_w exp(z_w - m), m = max z (the reference for head). [..., V]"""
     m = jnp.max(z, axis=-1, keepdims=True)
     return z - m - jnp.log(jnp.sum(jnp.exp(z - m), axis=-1, keepdims=True))
 
 
-def reference_centred(phi) -> jax.Array:
+def reference_centred(phi: ArrayLike) -> jax.Array:
     """(I - 11ᵀ/V) Φ, the centred head as a projection (the reference for head.centred_head). [V, d]"""
     v = phi.shape[0]
     proj = jnp.eye(v, dtype=phi.dtype) - jnp.full((v, v), 1.0 / v, phi.dtype)
     return proj @ phi
 
 
-def reference_kl(log_p, log_q) -> jax.Array:
+def reference_kl(log_p: ArrayLike, log_q: ArrayLike) -> jax.Array:
     """KL(p ‖ q) = Σ_w p_w (log p_w - log q_w), p_w = 0 terms dropped (the reference for head). [..., V] -> [...]"""
     p = jnp.exp(log_p)
     return jnp.sum(jnp.where(p > 0, p * (log_p - log_q), 0.0), axis=-1)
 
 
-def fisher_literal(phi, h, b=None) -> jax.Array:
+def fisher_literal(phi: ArrayLike, h: ArrayLike, b: ArrayLike | None = None) -> jax.Array:
     """Φᵀ(diag p - p pᵀ)Φ exactly as T1c writes it (the reference for `head.fisher`). -> [d, d]"""
     p = head.probs(phi, h, b)
     return phi.T @ (jnp.diag(p) - jnp.outer(p, p)) @ phi
@@ -51,7 +53,8 @@ def fisher_literal(phi, h, b=None) -> jax.Array:
 
 # --------------------------------------------------------------------------------------------- T1a
 
-def t1a_shift(phi, h, b, a, *, log_probs=head.log_probs, probs=head.probs, log_partition=head.log_partition):
+def t1a_shift(phi: ArrayLike, h: ArrayLike, b: ArrayLike, a: ArrayLike, *, log_probs: Callable = head.log_probs,
+              probs: Callable = head.probs, log_partition: Callable = head.log_partition) -> dict[str, jax.Array]:
     """T1a for one instance: the change of log_softmax, softmax and logsumexp - a under z -> z + a1, and each
     value against `reference_log_softmax`, in units of eps·(|a| + |z|_∞ + 1), the rounding scale of z + a1."""
     z = head.logits(phi, h, b)
@@ -84,7 +87,7 @@ def _make_t1a(vocab, dim, **impl):
 T1A_CONFIGS = [dict(vocab=2, dim=4), dict(vocab=17, dim=8), dict(vocab=256, dim=16)]
 
 
-def check_t1a(key, n: int = 1000, timings: Timings | None = None, configs: list[dict] | None = None,
+def check_t1a(key: jax.Array, n: int = 1000, timings: Timings | None = None, configs: list[dict] | None = None,
               **impl) -> list[CheckRow]:
     """T1a: softmax, log_softmax and logsumexp under shifts |a| ≤ 1e4 of logits |z| ≤ 1e3."""
     res = run_instances("T1a", _make_t1a, key, n, configs or T1A_CONFIGS, timings or Timings(), impl)
@@ -102,8 +105,9 @@ def check_t1a(key, n: int = 1000, timings: Timings | None = None, configs: list[
 
 # --------------------------------------------------------------------------------------------- T1b
 
-def t1b_nonidentifiability(phi, h, lam_null, lam_any, *, log_probs=head.log_probs, logits=head.logits,
-                           centred_head=head.centred_head):
+def t1b_nonidentifiability(phi: ArrayLike, h: ArrayLike, lam_null: ArrayLike, lam_any: ArrayLike, *,
+                           log_probs: Callable = head.log_probs, logits: Callable = head.logits,
+                           centred_head: Callable = head.centred_head) -> dict[str, jax.Array]:
     """T1b for one instance. lam_null ∈ null(Φ_c) (from an SVD of Φ - mean, not from isojax); lam_any arbitrary.
     Scaled residuals of: p(·|h+λ) = p(·|h); logits(h+λ) - logits(h) ∈ span(1); the identity
     centre(log p(·|h+λ) - log p(·|h)) = Φ_c λ, which gives the 'only if' direction (a change of log p vanishes
@@ -143,7 +147,7 @@ def _make_t1b(vocab, dim, rank, **impl):
 T1B_CONFIGS = [dict(vocab=4, dim=8, rank=3), dict(vocab=16, dim=24, rank=15), dict(vocab=64, dim=16, rank=10)]
 
 
-def check_t1b(key, n: int = 1000, timings: Timings | None = None, configs: list[dict] | None = None,
+def check_t1b(key: jax.Array, n: int = 1000, timings: Timings | None = None, configs: list[dict] | None = None,
               **impl) -> list[CheckRow]:
     """T1b on heads whose centred part has a known null space (V ≤ d, or a low-rank head with V > d)."""
     res = run_instances("T1b", _make_t1b, key, n, configs or T1B_CONFIGS, timings or Timings(), impl)
@@ -158,7 +162,8 @@ def check_t1b(key, n: int = 1000, timings: Timings | None = None, configs: list[
 
 # --------------------------------------------------------------------------------------------- T1c
 
-def t1c_fisher(phi, h, u, log_q, *, fisher=head.fisher, log_probs=head.log_probs, kl=head.kl_divergence):
+def t1c_fisher(phi: ArrayLike, h: ArrayLike, u: ArrayLike, log_q: ArrayLike, *, fisher: Callable = head.fisher,
+               log_probs: Callable = head.log_probs, kl: Callable = head.kl_divergence) -> dict[str, jax.Array]:
     """T1c for one instance: F against the autodiff Hessian of λ ↦ KL(p(·|h) ‖ p(·|h+λ)) at 0 and against its
     literal form; the expansion KL(t) = t²/2 uᵀFu + O(t³) against the bound |O(t³)| ≤ t³R³/24 (third cumulant
     ≤ range × variance ≤ R³/4, R the range of φ_wᵀu) at t = 1/(2R); and KL(p ‖ q) for an unrelated q against
@@ -195,7 +200,7 @@ def _make_t1c(vocab, dim, **impl):
 T1C_CONFIGS = [dict(vocab=8, dim=4), dict(vocab=64, dim=8), dict(vocab=256, dim=16)]
 
 
-def check_t1c(key, n: int = 1000, timings: Timings | None = None, configs: list[dict] | None = None,
+def check_t1c(key: jax.Array, n: int = 1000, timings: Timings | None = None, configs: list[dict] | None = None,
               **impl) -> list[CheckRow]:
     """T1c on heads with a shared mean vector of random strength (the anisotropic case)."""
     res = run_instances("T1c", _make_t1c, key, n, configs or T1C_CONFIGS, timings or Timings(), impl)
