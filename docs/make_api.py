@@ -32,11 +32,28 @@ def first_paragraph(doc: str | None) -> str:
     return doc.split("\n\n")[0].replace("\n", " ").strip()
 
 
+class _Name:
+    """A default value shown by its name (a function's repr holds its memory address, which changes per run)."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def _signature(obj) -> str:
+    sig = inspect.signature(obj)
+    named = lambda p: callable(p.default) and hasattr(p.default, "__qualname__")
+    params = [p.replace(default=_Name(p.default.__qualname__)) if named(p) else p for p in sig.parameters.values()]
+    return str(sig.replace(parameters=params))
+
+
 def entry(module, name: str) -> str:
     obj = getattr(module, name)
     if inspect.isclass(obj) or inspect.isfunction(obj):
         try:
-            signature = str(inspect.signature(obj))
+            signature = _signature(obj)
         except (TypeError, ValueError):
             signature = ""
         kind = "class" if inspect.isclass(obj) else "def"
