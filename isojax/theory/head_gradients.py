@@ -91,6 +91,11 @@ def _training_data(key, vocab, dim, examples):
     return xs, ys, params
 
 
+def _batch_loss(params: dict, xs: jax.Array, ys: jax.Array) -> jax.Array:
+    """Mean cross-entropy of the head (Φ, b) in params on a batch: the loss both training runs descend."""
+    return jnp.mean(head.cross_entropy(params["phi"], xs, ys, params["b"]))
+
+
 def mean_embedding_drift(key: jax.Array, optimizer: optax.GradientTransformation, steps: int = 1000, vocab: int = 16,
                          dim: int = 8, examples: int = 64, batch: int = 16,
                          trajectory: bool = False) -> dict[str, jax.Array]:
@@ -100,13 +105,10 @@ def mean_embedding_drift(key: jax.Array, optimizer: optax.GradientTransformation
     xs, ys, params = _training_data(key, vocab, dim, examples)
     mean0 = params["phi"].mean(0)
 
-    def loss(p, idx):
-        return jnp.mean(head.cross_entropy(p["phi"], xs[idx], ys[idx], p["b"]))
-
     def step(carry, i):
         p, state = carry
         idx = jax.random.randint(jax.random.fold_in(key, i), (batch,), 0, examples)
-        updates, state = optimizer.update(jax.grad(loss)(p, idx), state, p)
+        updates, state = optimizer.update(jax.grad(_batch_loss)(p, xs[idx], ys[idx]), state, p)
         p = optax.apply_updates(p, updates)
         return (p, state), jnp.max(jnp.abs(p["phi"].mean(0) - mean0))
 
@@ -135,13 +137,10 @@ def sgd_conservation(key: jax.Array, optimizer: optax.GradientTransformation, lr
     scale0 = jnp.max(jnp.abs(params["phi"]))
     tiny = jnp.finfo(V.float_dtype()).tiny
 
-    def loss(p, idx):
-        return jnp.mean(head.cross_entropy(p["phi"], xs[idx], ys[idx], p["b"]))
-
     def step(carry, i):
         p, state = carry
         idx = jax.random.randint(jax.random.fold_in(key, i), (batch,), 0, examples)
-        updates, state = optimizer.update(jax.grad(loss)(p, idx), state, p)
+        updates, state = optimizer.update(jax.grad(_batch_loss)(p, xs[idx], ys[idx]), state, p)
         new = optax.apply_updates(p, updates)
         g_phi = jnp.mean(head.grad_phi(p["phi"], xs[idx], ys[idx], p["b"]), axis=0)
         g_b = jnp.mean(head.grad_logits(p["phi"], xs[idx], ys[idx], p["b"]), axis=0)
