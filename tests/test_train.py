@@ -171,7 +171,9 @@ def test_model_cache_reuses_a_good_entry_and_retrains_a_bad_one(tmp_path, monkey
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             again = _cached_run(tmp_path)
-        assert again[0] == first[0] and again[1] == first[1]  # the experiments' numbers never change
+        # the experiments' numbers never change (compared by repr: bit for bit, and NaN equals NaN, e.g. the
+        # clustered cosine of an untrained model's embedding layer, whose clusters are all singletons)
+        assert repr(again[:2]) == repr(first[:2])
         return [str(w.message) for w in caught if "model cache entry" in str(w.message)]
 
     assert rerun() == [] and calls == []  # a good entry is reused, silently
