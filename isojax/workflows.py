@@ -140,14 +140,10 @@ def embed_data(model: str, data: str, tokenizer: str | None, max_sequences: int,
     if model == "minilm":
         if not data.startswith("real:"):
             raise ValueError("--model minilm embeds serialized real series: --data real:<name>")
-        series = real.load(data[5:])
-        params, config = pretrained.load_minilm()
         digits = tokens.DigitTokenizer(precision=1, digits=3)
-        texts = [digits.to_text(s[:40]) for s in series]
-        ids, mask = pretrained.encode(texts)
-        hidden = jax.vmap(lambda t, m: tf.forward(params, t, config, key_mask=m)[0])(jnp.asarray(ids),
-                                                                                     jnp.asarray(mask))
-        hidden = np.moveaxis(np.asarray(hidden), 1, 0)[:, mask]  # [L+1, real tokens, d]
+        texts = [digits.to_text(s[:40]) for s in real.load(data[5:])]
+        # every real token of every text, in text order: [L+1, real tokens, d] (128 tokens per text at most)
+        hidden = np.asarray(pretrained.embed_texts("minilm", texts, pooling=None, max_len=128).hidden)
     else:
         params, config, meta = train.load(model)
         tok = _checkpoint_tokenizer(meta, tokenizer, model)
