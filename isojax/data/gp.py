@@ -1,4 +1,4 @@
-"""The study's Gaussian-process kernel bank: single-kernel families, two settings each (DESIGN.md).
+"""The study's Gaussian-process kernel bank: single-kernel families, two settings each, as in the study.
 
 `sample(key, kernel, length)` draws one series [length] on inputs t = 0, 1/length, ... (the unit interval);
 `vmap`-able over keys. Optional random sums/products of kernels with `compose`.
