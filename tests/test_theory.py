@@ -2,6 +2,7 @@
 found. (Broken implementations, one per row: tests/test_theory_mutations.py.)"""
 
 import math
+import time
 
 import jax
 import jax.numpy as jnp
@@ -10,6 +11,8 @@ import pytest
 
 from isojax import attention as att
 from isojax import isotropy, theory
+from isojax.theory import harness
+from tests.conftest import dtype
 
 KEY = jax.random.PRNGKey(42)
 N = 64
@@ -64,6 +67,31 @@ def test_run_checks_returns_rows_and_timings():
     assert isinstance(report, theory.CheckReport) and report.passed
     assert {r.statement for r in report} == {"T1a", "T5a"} and len(report) == len(report.rows)
     assert report.compile_seconds >= 0 and report.run_seconds > 0
+
+
+def test_run_checks_on_threads_gives_the_rows_of_one_thread(monkeypatch):
+    # T3 switches to float64 for its second program while the other checks run: a stand-in that does the same
+    # (cheaper to compile than T3) must not change the dtype the others draw in, nor the order of the rows
+    def float64_route(key, n, timings=None):
+        with jax.enable_x64(True):
+            time.sleep(0.3)
+            inside = jnp.zeros(1).dtype
+        return [harness.exact_row("X", "float64 inside the context", "", [float(inside != jnp.float64)])]
+
+    def default_dtype(key, n, timings=None):
+        time.sleep(0.1)  # starts while float64_route holds its context
+        draw = jax.random.normal(key, (n,))
+        return [harness.exact_row("D", "default dtype outside it", "", [float(draw.dtype != dtype())]),
+                harness.row("D", "the draw itself", "", [float(jnp.sum(draw))], math.inf)]
+
+    checks = {"T3": float64_route, "T1a": theory.CHECKS["T1a"], "D": default_dtype, "T5a": theory.CHECKS["T5a"]}
+    monkeypatch.setattr(theory, "CHECKS", checks)
+    serial = theory.run_checks(KEY, 12, threads=1)
+    threaded = theory.run_checks(KEY, 12, threads=3)
+    assert threaded.passed and serial.passed
+    assert [(r.statement, r.compares, r.max_residual, r.instances) for r in threaded] == \
+        [(r.statement, r.compares, r.max_residual, r.instances) for r in serial]
+    assert [r.statement for r in threaded][0] == "X"  # rows in the order of CHECKS, not of finishing
 
 
 def test_run_checks_rejects_unknown_names():

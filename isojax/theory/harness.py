@@ -23,8 +23,8 @@ from jax.typing import ArrayLike
 
 from isojax import _validate as V
 
-__all__ = ["CheckRow", "CheckReport", "Timings", "row", "run_instances", "run_program", "eps", "normal",
-           "uniform", "rel", "anisotropic_head", "exact_row"]
+__all__ = ["CheckRow", "CheckReport", "Timings", "row", "run_instances", "run_program", "FAST_COMPILE", "eps", "normal",
+           "normals", "uniform", "rel", "anisotropic_head", "exact_row"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,16 +96,25 @@ def exact_row(statement: str, compares: str, units: str, residuals: npt.ArrayLik
 
 _PROGRAMS: dict = {}  # compiled executables by (name, configs, implementations, sizes, dtype): a cache only
 
+# The checks' programs are many, small and run once, so compiling them is most of `isojax check`: LLVM's
+# optimisation passes are half of that and buy nothing here. These options compile a check's program without
+# them; checks whose programs run long (`optimise=True`: T2c's 1000 training steps, T4a's large heads) keep
+# XLA's default. The level changes the rounding of some operations (a different instruction selection), never
+# what is computed: both sides of every comparison come from the same compiled program, and docs/checks.md's
+# margins over seeds 0-99 were measured with these options.
+FAST_COMPILE = {"xla_backend_optimization_level": 0}
 
-def run_program(name: str, fn: Callable, args: Any, cache_key: Hashable, timings: Timings) -> Any:
+
+def run_program(name: str, fn: Callable, args: Any, cache_key: Hashable, timings: Timings,
+                optimise: bool = False) -> Any:
     """Compile `fn(*args)` once per (name, cache_key, argument shapes, x64 mode) and run it, adding each phase's
-    seconds to `timings`. -> fn's outputs as numpy arrays."""
+    seconds to `timings`; compiled with `FAST_COMPILE` unless `optimise`. -> fn's outputs as numpy arrays."""
     shapes = tuple((a.shape, str(a.dtype)) for a in jax.tree.leaves(args))
     full_key = (name, cache_key, shapes, bool(jax.config.jax_enable_x64))
     compiled = _PROGRAMS.get(full_key)
     if compiled is None:
         start = time.perf_counter()
-        compiled = jax.jit(fn).lower(*args).compile()
+        compiled = jax.jit(fn).lower(*args).compile(None if optimise else FAST_COMPILE)
         timings.compile += time.perf_counter() - start
         _PROGRAMS[full_key] = compiled
     start = time.perf_counter()
@@ -123,7 +132,7 @@ def _hashable(obj):
 
 
 def run_instances(name: str, make: Callable, key: jax.Array, n: int, configs: list[dict], timings: Timings,
-                  impl: dict | None = None) -> dict[str, np.ndarray]:
+                  impl: dict | None = None, optimise: bool = False) -> dict[str, np.ndarray]:
     """Evaluate `make(**cfg, **impl)(key) -> dict of scalars` on n instances spread evenly over the configs,
     all configs in one compiled program. -> {name: [instances]} (configs concatenated in order).
 
@@ -138,7 +147,7 @@ def run_instances(name: str, make: Callable, key: jax.Array, n: int, configs: li
         return [jax.lax.map(fn, ks) for fn, ks in zip(fns, key_sets, strict=True)]
 
     cache_key = (make.__module__, make.__qualname__, _hashable(configs), _hashable(impl), per)
-    outs = run_program(name, program, keys, cache_key, timings)
+    outs = run_program(name, program, keys, cache_key, timings, optimise)
     return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
 
 
@@ -155,6 +164,16 @@ def normal(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
 def uniform(key: jax.Array, shape: tuple[int, ...] = (), lo: ArrayLike = 0.0, hi: ArrayLike = 1.0) -> jax.Array:
     """Uniform draws on [lo, hi) of the given shape in the default float dtype."""
     return jax.random.uniform(key, shape, V.float_dtype(), lo, hi)
+
+
+def normals(key: jax.Array, *shapes: tuple[int, ...]) -> list[jax.Array]:
+    """Standard normal arrays of the given shapes, cut from ONE draw of their total size: each `jax.random` call
+    inlines its own threefry hash into the compiled check, and compiling those hashes, not running them, was
+    a third of `isojax check`'s time (a dozen calls per instance cost ~1 s of XLA compilation, one call ~0.2 s)."""
+    sizes = [math.prod(shape) for shape in shapes]
+    flat = normal(key, (sum(sizes),))
+    starts = np.cumsum([0, *sizes])
+    return [flat[a:b].reshape(shape) for a, b, shape in zip(starts[:-1], starts[1:], shapes, strict=True)]
 
 
 def rel(a: ArrayLike, b: ArrayLike) -> jax.Array:

@@ -181,7 +181,7 @@ def check_t2c_training(key: jax.Array, n: int = 1000, steps: int = 1000, timings
         return sgd, adam
 
     cache_key = (optimizer, contrast, lr, steps)  # optax transformations hash by their functions
-    sgd, adam = run_program("T2c", program, (keys,), cache_key, timings or Timings())
+    sgd, adam = run_program("T2c", program, (keys,), cache_key, timings or Timings(), optimise=True)
     note = (f"Adam: φ̄ drift / row motion median {np.median(adam):.2g}, min {adam.min():.2g} over {steps} steps")
     return [
         row("T2c", f"φ̄ conserved by SGD at each of {steps} steps", "eps·|Φ₀|∞·√t", sgd["drift"], 12.0, note),

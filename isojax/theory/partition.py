@@ -82,7 +82,7 @@ def check_t4a(key: jax.Array, n: int = 1000, vocabs: Sequence[int] = (256, 1024,
     quantity, residuals in units of t4a_sigma(V); the tolerance in log units is reported beside the smallest
     predicted |log I| so one can see it is meaningful at every V."""
     configs = [dict(vocab=v, dim=dim) for v in vocabs]
-    res = run_instances("T4a", _make_t4a, key, n, configs, timings or Timings(), impl)
+    res = run_instances("T4a", _make_t4a, key, n, configs, timings or Timings(), impl, optimise=True)
     per = len(res["log_z"]) // len(vocabs)
     tol_z, tol_i, tol_bias = 8.0, 12.0, 6.0
     rows = []
