@@ -84,14 +84,27 @@ def run(name: str, out: Path, size: str = "quick", seed: int = 0, compute: bool 
 
 
 def reproduce(out: Path, size: str = "quick", only: list[str] | None = None, seed: int = 0,
-              log: Callable[[str], object] = print) -> list[Path]:
+              log: Callable[[str], object] = print, jobs: int = 1) -> list[Path]:
     """Run every experiment (or `only` those), recording each one's wall time and machine in
     out/results/reproduce_timings.json and passing one line per experiment to `log`; returns the figure files
-    written."""
+    written.
+
+    jobs > 1 runs that many experiments at once, each in its own Python process (`python -m isojax.experiment`),
+    slowest first (by the timings of an earlier run in `out`, else the two training experiments first): the
+    experiments share no state but the model cache, whose entries are written atomically under distinct
+    names, so the tables are the same bytes as with jobs=1 (each process compiles the same programs). It pays
+    most with cores to spare: XLA already spreads one experiment over about 1.3 cores, and on 2 cores
+    `--quick` took 589 s with 2 jobs against 649 s with 1, back to back, at 3.55 GB against 3.17 GB of memory
+    in all (BENCHMARKS.md). A failing experiment stops the others and raises RuntimeError with the end of its
+    output; Ctrl-C stops them all."""
     size, out = _size(size), Path(out)
     selected = list(only) if only else names()
     for name in selected:
         load(name)  # every name is checked before anything runs
+    if not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be an integer >= 1, got {jobs!r}")
+    if jobs > 1 and len(selected) > 1:
+        return _reproduce_parallel(out, size, selected, seed, log, jobs)
     written = []
     for name in selected:
         start = time.perf_counter()
@@ -101,6 +114,68 @@ def reproduce(out: Path, size: str = "quick", only: list[str] | None = None, see
         _record_timing(out / "results" / "reproduce_timings.json", size, name, seconds, seed)
         log(f"{name}: {seconds:.1f} s -> {', '.join(str(p) for p in paths)}")
     return written
+
+
+_PATHS_MARK = "isojax-experiment-paths: "  # the line a child process ends its output with
+
+
+def _slowest_first(out: Path, size: str, selected: list[str]) -> list[str]:
+    """`selected`, slowest first by an earlier run's timings in `out` (unknown ones keep their order, first)."""
+    path = out / "results" / "reproduce_timings.json"
+    try:
+        known = json.loads(path.read_text()).get(size, {}) if path.exists() else {}
+        seconds = {name: float(known[name]["seconds"]) for name in selected if name in known}
+    except (ValueError, KeyError, TypeError, AttributeError):
+        seconds = {}
+    if not seconds:  # no earlier run: the study's two training experiments are the slow ones
+        seconds = {"trained_isotropy": 2.0, "intervention": 1.0}
+    return sorted(selected, key=lambda name: -seconds.get(name, 0.0))
+
+
+def _reproduce_parallel(out: Path, size: str, selected: list[str], seed: int, log: Callable[[str], object],
+                        jobs: int) -> list[Path]:
+    import subprocess
+    import tempfile
+
+    queue = _slowest_first(out, size, selected)
+    running: dict[str, tuple[subprocess.Popen, float, object]] = {}
+    paths: dict[str, list[Path]] = {}
+    root = find_root()
+
+    def start(name):
+        output = tempfile.TemporaryFile("w+")  # one per child: their logs are printed whole, not interleaved
+        cmd = [sys.executable, "-m", "isojax.experiment", name, size, str(out.resolve()), str(seed)]
+        running[name] = (subprocess.Popen(cmd, cwd=root, stdout=output, stderr=subprocess.STDOUT, text=True),
+                         time.perf_counter(), output)
+
+    try:
+        while queue or running:
+            while queue and len(running) < jobs:
+                start(queue.pop(0))
+            time.sleep(0.2)
+            for name, (proc, began, output) in list(running.items()):
+                if proc.poll() is None:
+                    continue
+                seconds = time.perf_counter() - began
+                del running[name]
+                output.seek(0)
+                text = output.read()
+                output.close()
+                if proc.returncode != 0:
+                    raise RuntimeError(f"experiment {name} failed (exit {proc.returncode}); the end of its "
+                                       f"output:\n{text[-3000:]}")
+                marks = [line for line in text.splitlines() if line.startswith(_PATHS_MARK)]
+                paths[name] = [out / Path(p).relative_to(out.resolve())
+                               for p in json.loads(marks[-1][len(_PATHS_MARK):])]
+                _record_timing(out / "results" / "reproduce_timings.json", size, name, seconds, seed)
+                log(f"{name}: {seconds:.1f} s -> {', '.join(str(p) for p in paths[name])}")
+    finally:
+        for proc, _, _output in running.values():  # on an error or Ctrl-C: stop the others, then wait for them
+            proc.terminate()
+        for proc, _, output in running.values():
+            proc.wait()
+            output.close()
+    return [p for name in selected for p in paths[name]]
 
 
 def _record_timing(path: Path, mode: str, name: str, seconds: float, seed: int) -> None:
@@ -136,3 +211,9 @@ def main(script: str, argv: list[str] | None = None) -> int:
 def tag(size: str) -> str:
     """The suffix of a table's file name at this size ("_tiny", "_quick", "" for full)."""
     return {"tiny": "_tiny", "quick": "_quick", "full": ""}[_size(size)]
+
+
+if __name__ == "__main__":  # one experiment in a child process of `reproduce(jobs > 1)`: NAME SIZE OUT SEED
+    _name, _size_name, _out, _seed = sys.argv[1:5]
+    _written = run(_name, Path(_out), _size_name, int(_seed))
+    print(_PATHS_MARK + json.dumps([str(p) for p in _written]), flush=True)

@@ -2,6 +2,7 @@
 columns, finite values and the orderings the theory predicts; every figure can be redrawn from the tables
 alone; the same seed gives the same table."""
 
+import json
 import math
 import subprocess
 import sys
@@ -12,6 +13,9 @@ import pytest
 
 from isojax import experiment, results
 from tests.conftest import ROOT, subprocess_env
+
+# Run in the float32 pass only (README: "Tests"): end to end, with no dtype-specific path of its own.
+pytestmark = pytest.mark.float32_only
 
 
 def _table(out, name):
@@ -26,40 +30,45 @@ def _floats(rows, col):
     return vals
 
 
-def test_every_experiment_runs_and_its_tables_have_the_expected_orderings(tmp_path):
-    # one test, so that parallel workers never split the experiments from the checks on their tables
-    out = tmp_path
-    for name in experiment.names():
-        paths = experiment.run(name, out, "tiny", seed=0)
-        assert paths and all(p.exists() and p.stat().st_size > 1000 for p in paths), name
-        assert {p.suffix for p in paths} == {".png", ".pdf"}
-
+def _measures_vs_knob(out):
     rows = _table(out, "measures_vs_knob_tiny.csv")
     cone = sorted((float(r["knob"]), float(r["cosine"])) for r in rows if r["family"] == "cone")
     assert cone[0][1] < 0.1 < cone[-1][1]  # a common mean vector raises the raw cosine
     assert min(_floats(rows, "isoscore")) >= 0.0
 
+
+def _partition_function(out):
     rows = _table(out, "partition_vs_knob_tiny.csv")
     cone = sorted((float(r["knob"]), float(r["log_i"])) for r in rows if r["kind"] == "cone")
     assert cone[-1][1] < cone[0][1]  # I(Φ) falls with cone strength
 
+
+def _shift_invariance(out):
     rows = _table(out, "shift_invariance.csv")
     for r in rows:
         assert float(r["stable_float32"]) <= 16 * float(r["eps32_scale"])
     assert any(math.isinf(float(r["naive_float32"])) for r in rows)
 
+
+def _gradient_structure(out):
     rows = _table(out, "gradient_structure.csv")
     assert max(_floats(rows, "t3a_rel_over_eps")) < 1e4
     drift = _table(out, "mean_embedding_drift.csv")[-1]
     assert float(drift["SGD"]) < 1e-3 * float(drift["Adam"])
 
+
+def _guarantee(out):
     rows = _table(out, "guarantee.csv")
     assert max(_floats(rows, "ratio")) <= 1.0  # T5a holds at every checkpoint
 
+
+def _fisher_spectrum(out):
     rows = _table(out, "fisher_spectrum_quick.csv")  # tiny and quick share their sizes
     eig = np.array([[float(r[f"eig_{j}"]) for j in range(16)] for r in rows])
     assert np.all(np.diff(eig, axis=1) <= 1e-6)
 
+
+def _trained_isotropy(out):
     runs = _table(out, "trained_isotropy_runs.csv")
     assert np.all(_floats(runs, "nmse") >= 0)
     assert {r["data"] for r in runs} == {"gp:rbf_0.1", "real:nile", "teacher"}
@@ -69,17 +78,10 @@ def test_every_experiment_runs_and_its_tables_have_the_expected_orderings(tmp_pa
     for r in spearman:
         assert -1.0 <= float(r["ci_low"]) <= float(r["spearman_rho"]) + 1e-9 <= float(r["ci_high"]) + 2e-9 <= 1.0 + 2e-9
 
-    # every figure can be redrawn from the tables alone, and comes out the same
-    before = {p.name: p.read_bytes() for p in (out / "figures").glob("*.png")}
-    for path in (out / "figures").iterdir():
-        path.unlink()
-    for name in experiment.names():
-        experiment.run(name, out, "tiny", compute=False)
-    assert {p.name: p.read_bytes() for p in (out / "figures").glob("*.png")} == before
 
+def _intervention(out):
     rows = _table(out, "intervention.csv")
     _floats(rows, "nmse"), _floats(rows, "isoscore_mean")
-
     # a second run reuses the cached trained models and gives the same table
     first = (out / "results" / "intervention.csv").read_text()
     models = sorted((out / "results" / "models").glob("*.safetensors"))
@@ -88,9 +90,36 @@ def test_every_experiment_runs_and_its_tables_have_the_expected_orderings(tmp_pa
     assert (out / "results" / "intervention.csv").read_text() == first
     assert sorted((out / "results" / "models").glob("*.safetensors")) == models
 
+
+def _minilm_isotropy(out):
     rows = _table(out, "minilm_isotropy.csv")
     assert {r["text"] for r in rows} == {"numeric strings", "English sentences"}
     _floats(rows, "isoscore")
+
+
+TABLE_CHECKS = {"shift_invariance": _shift_invariance, "fisher_spectrum": _fisher_spectrum,
+                "gradient_structure": _gradient_structure, "partition_function": _partition_function,
+                "measures_vs_knob": _measures_vs_knob, "guarantee": _guarantee, "trained_isotropy": _trained_isotropy,
+                "intervention": _intervention, "minilm_isotropy": _minilm_isotropy}
+
+
+def test_every_experiment_has_table_checks():
+    assert sorted(TABLE_CHECKS) == sorted(experiment.names())
+
+
+@pytest.mark.parametrize("name", sorted(TABLE_CHECKS))
+def test_experiment_runs_its_tables_have_the_expected_orderings_and_its_figures_redraw(tmp_path, name):
+    # one test per experiment (parallel workers share them out), each with the checks on its own tables
+    paths = experiment.run(name, tmp_path, "tiny", seed=0)
+    assert paths and all(p.exists() and p.stat().st_size > 1000 for p in paths), name
+    assert {p.suffix for p in paths} == {".png", ".pdf"}
+    TABLE_CHECKS[name](tmp_path)
+    # every figure can be redrawn from the tables alone, and comes out the same
+    before = {p.name: p.read_bytes() for p in (tmp_path / "figures").glob("*.png")}
+    for path in (tmp_path / "figures").iterdir():
+        path.unlink()
+    experiment.run(name, tmp_path, "tiny", compute=False)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "figures").glob("*.png")} == before
 
 
 def test_same_seed_same_table(tmp_path):
@@ -132,3 +161,40 @@ def test_reproduce_outside_a_checkout_says_so(tmp_path, monkeypatch):
     monkeypatch.setattr(experiment, "__file__", str(tmp_path / "site-packages" / "isojax" / "experiment.py"))
     with pytest.raises(ValueError, match="checkout of the isojax repository"):
         experiment.find_root(tmp_path)
+
+
+def test_parallel_reproduce_writes_the_same_tables_as_serial(tmp_path):
+    # two experiments in two child processes: the same table bytes, figures and timings as one after another
+    only = ["shift_invariance", "fisher_spectrum"]
+    serial = experiment.reproduce(tmp_path / "serial", "tiny", only, log=lambda line: None, jobs=1)
+    lines = []
+    parallel = experiment.reproduce(tmp_path / "parallel", "tiny", only, log=lines.append, jobs=2)
+    assert [p.relative_to(tmp_path / "parallel") for p in parallel] == \
+        [p.relative_to(tmp_path / "serial") for p in serial]
+    assert sorted(line.split(":")[0] for line in lines) == sorted(only)
+    tables = sorted(p.name for p in (tmp_path / "serial" / "results").glob("*.csv"))
+    assert tables
+    for name in tables:
+        assert (tmp_path / "parallel" / "results" / name).read_bytes() == \
+            (tmp_path / "serial" / "results" / name).read_bytes(), name
+    timings = json.loads((tmp_path / "parallel" / "results" / "reproduce_timings.json").read_text())["tiny"]
+    assert sorted(timings) == sorted(only)
+
+
+def test_parallel_reproduce_reports_a_failing_experiment(tmp_path):
+    blocker = tmp_path / "out"
+    blocker.mkdir()
+    (blocker / "results").write_text("a file where the results folder should be")
+    with pytest.raises(RuntimeError, match="experiment .* failed"):
+        experiment.reproduce(blocker, "tiny", ["shift_invariance", "fisher_spectrum"], log=lambda line: None,
+                             jobs=2)
+
+
+def test_parallel_reproduce_runs_the_slowest_known_experiment_first(tmp_path):
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "reproduce_timings.json").write_text(json.dumps(
+        {"tiny": {"shift_invariance": {"seconds": 1.0}, "guarantee": {"seconds": 9.0}}}))
+    order = experiment._slowest_first(tmp_path, "tiny", ["shift_invariance", "fisher_spectrum", "guarantee"])
+    assert order == ["guarantee", "shift_invariance", "fisher_spectrum"]
+    with pytest.raises(ValueError, match="jobs must be an integer >= 1"):
+        experiment.reproduce(tmp_path, "tiny", ["shift_invariance"], jobs=0)
