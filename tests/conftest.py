@@ -1,12 +1,27 @@
 """Shared test settings: the suite runs once in float32 and once with JAX_ENABLE_X64=1 (see .ci/run)."""
 
 import os
+import tempfile
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
-import pytest
-from hypothesis import settings
+# The suite is bound by XLA compilation: hundreds of small programs, most run once on tiny inputs. For the tests
+# only (set here, before JAX starts, and inherited by the subprocesses the tests start):
+# - LLVM's optimisation passes are off (XLA's backend optimisation level 0). This changes the rounding of some
+#   operations, never what is computed; the library, `isojax check` and the benchmarks run at XLA's default.
+# - JAX's persistent compilation cache, in one folder per user, so the two xdist workers and the subprocesses
+#   compile a program once between them; keyed by program, options and versions, it never serves a stale one.
+# ISOJAX_TEST_OPTIMISE=1 runs the suite with XLA's defaults instead.
+if os.environ.get("ISOJAX_TEST_OPTIMISE") != "1":
+    if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
+    os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
+                          str(Path(tempfile.gettempdir()) / f"isojax-tests-jax-cache-{os.getuid()}"))
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import pytest  # noqa: E402
+from hypothesis import settings  # noqa: E402
 
 settings.register_profile("isojax", max_examples=30, deadline=None)
 settings.load_profile("isojax")

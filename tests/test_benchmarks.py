@@ -7,6 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+# Run in the float32 pass only (README: "Tests"): end to end, with no dtype-specific path of its own.
+pytestmark = pytest.mark.float32_only
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -5,6 +5,9 @@ import pytest
 from isojax import cli, theory
 from isojax.results import read_table
 
+# Run in the float32 pass only (README: "Tests"): end to end, with no dtype-specific path of its own.
+pytestmark = pytest.mark.float32_only
+
 
 def test_check_json_parses(capsys):
     assert cli.main(["check", "--only", "T1a", "T5a", "--instances", "32", "--json"]) == 0

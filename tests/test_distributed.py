@@ -10,7 +10,12 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from isojax import results
+
+# Run in the float32 pass only (README: "Tests"): end to end, with no dtype-specific path of its own.
+pytestmark = pytest.mark.float32_only
 
 ROOT = Path(__file__).resolve().parents[1]
 JOB = str(ROOT / "tests" / "sweep_job.py")

@@ -276,6 +276,7 @@ sweep.run_sweep(cell, grid, sys.argv[1], seed=0, name="isotropy_measures", progr
 """
 
 
+@pytest.mark.float32_only  # a device layout, not a dtype path: run in the float32 pass only
 def test_all_measures_table_is_bit_identical_on_1_and_2_devices(tmp_path):
     import os
     import subprocess

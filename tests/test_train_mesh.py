@@ -9,6 +9,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
+
+# Run in the float32 pass only (README: "Tests"): a device layout, with no dtype-specific path of its own.
+pytestmark = pytest.mark.float32_only
 
 ROOT = Path(__file__).resolve().parents[1]
 

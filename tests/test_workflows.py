@@ -2,16 +2,11 @@
 states; and the own-series tutorial, executed block by block as a user would paste it."""
 
 import os
-import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from isojax import isotropy, train, workflows
-
-from .conftest import ROOT, subprocess_env
 
 
 def test_check_output_accepts_new_and_existing_files_and_creates_nothing(tmp_path):
@@ -97,22 +92,3 @@ def test_measure_file_rows_against_the_measures_themselves(tmp_path):
     assert sorted(p.name for p in written) == ["m.csv", "m.csv.json", "m.pdf", "m.png"]
 
 
-def _blocks(markdown: str) -> list[tuple[str, str]]:
-    return re.findall(r"```(bash|python)\n(.*?)```", markdown, flags=re.S)
-
-
-def test_own_series_tutorial_runs_as_pasted(tmp_path):
-    page = (ROOT / "docs" / "tutorials" / "own_series.md").read_text()
-    blocks = _blocks(page)
-    assert [kind for kind, _ in blocks] == ["python", "bash", "bash", "bash", "python"]
-    # `isojax` as installed by pip: the console script is `isojax.cli:main`
-    shim = f'isojax() {{ "{sys.executable}" -m isojax.cli "$@"; }}\n'
-    for i, (kind, code) in enumerate(blocks):
-        if kind == "bash":
-            cmd = ["bash", "-euo", "pipefail", "-c", shim + code]
-        else:
-            cmd = [sys.executable, "-c", code]
-        done = subprocess.run(cmd, cwd=tmp_path, env=subprocess_env(), capture_output=True, text=True, timeout=900)
-        assert done.returncode == 0, f"block {i} ({kind}) failed:\n{code}\n{done.stdout}\n{done.stderr}"
-    assert (tmp_path / "work" / "measures.png").exists()
-    assert "IsoScore" in done.stdout and "hidden states of one window: (3, 32, 16)" in done.stdout
