@@ -19,6 +19,7 @@ import jax
 
 from isojax import theory
 from isojax._validate import float_dtype
+from isojax.results import machine
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "checks.md"
 
@@ -45,9 +46,12 @@ def sweep(seeds: int, instances: int, only=None) -> tuple[dict, float, float, in
 
 
 def markdown(table: dict, seeds: int, instances: int, compile_s: float, run_s: float, wall: float) -> str:
-    lines = [f"Seeds 0-{seeds - 1}, {instances} instances per check and seed, {float_dtype()}; "
-             f"{wall:.0f} s wall ({compile_s:.0f} s compiling, {run_s:.0f} s running the compiled checks) on a "
-             f"shared, loaded 2-core machine. Margin = tolerance / worst residual (inf: the residual was exactly 0).",
+    m = machine()
+    lines = [f"Seeds 0-{seeds - 1}, {instances} instances per check and seed, {float_dtype()}, check programs "
+             f"compiled with `harness.FAST_COMPILE` (except T2c, T4a); {wall:.0f} s wall ({compile_s:.0f} s "
+             f"compiling, {run_s:.0f} s running the compiled checks, summed over checks that overlap on threads) "
+             f"on {m['cpu']}, {m['cores']} cores. Margin = tolerance / worst residual (inf: the residual was "
+             f"exactly 0).",
              "", "| stmt | compares | units | worst residual | seed | tolerance | margin | failing seeds |",
              "|---|---|---|---:|---:|---:|---:|---|"]
     for (stmt, compares), e in table.items():
