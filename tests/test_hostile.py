@@ -145,6 +145,7 @@ CASES = [
     (["check", "--instances", "0"], 2, "--instances must be an integer in [1, 1000000], got 0"),
     (["check", "--seed", "-5"], 2, "--seed must be an integer"),
     (["reproduce", "--only", "nope"], 2, "experiment must be one of"),
+    (["reproduce", "--jobs", "0"], 2, "--jobs must be an integer in"),
     (["frobnicate"], 2, "invalid choice: 'frobnicate'"),
 ]
 
