@@ -96,7 +96,9 @@ def reproduce(out: Path, size: str = "quick", only: list[str] | None = None, see
     most with cores to spare: XLA already spreads one experiment over about 1.3 cores, and on 2 cores
     `--quick` took 589 s with 2 jobs against 649 s with 1, back to back, at 3.55 GB against 3.17 GB of memory
     in all (BENCHMARKS.md). A failing experiment stops the others and raises RuntimeError with the end of its
-    output; Ctrl-C stops them all."""
+    output; Ctrl-C stops them all. Each child's output is printed when it ends. The children inherit the
+    environment (JAX_ENABLE_X64, XLA_FLAGS), not settings made in this process with `jax.config.update`, and the
+    seconds recorded for them include starting Python and JAX."""
     size, out = _size(size), Path(out)
     selected = list(only) if only else names()
     for name in selected:
@@ -119,16 +121,20 @@ def reproduce(out: Path, size: str = "quick", only: list[str] | None = None, see
 _PATHS_MARK = "isojax-experiment-paths: "  # the line a child process ends its output with
 
 
+# seconds at --quick on 2 cores (BENCHMARKS.md): the estimate for an experiment `out` has no timing of
+_EXPECTED_SECONDS = {"trained_isotropy": 346.0, "intervention": 141.0}
+
+
 def _slowest_first(out: Path, size: str, selected: list[str]) -> list[str]:
-    """`selected`, slowest first by an earlier run's timings in `out` (unknown ones keep their order, first)."""
+    """`selected`, slowest first by an earlier run's timings in `out`, else by `_EXPECTED_SECONDS`; the rest
+    after them, in their order."""
     path = out / "results" / "reproduce_timings.json"
     try:
         known = json.loads(path.read_text()).get(size, {}) if path.exists() else {}
         seconds = {name: float(known[name]["seconds"]) for name in selected if name in known}
     except (ValueError, KeyError, TypeError, AttributeError):
         seconds = {}
-    if not seconds:  # no earlier run: the study's two training experiments are the slow ones
-        seconds = {"trained_isotropy": 2.0, "intervention": 1.0}
+    seconds = {**_EXPECTED_SECONDS, **seconds}
     return sorted(selected, key=lambda name: -seconds.get(name, 0.0))
 
 
@@ -143,7 +149,7 @@ def _reproduce_parallel(out: Path, size: str, selected: list[str], seed: int, lo
     root = find_root()
 
     def start(name):
-        output = tempfile.TemporaryFile("w+")  # one per child: their logs are printed whole, not interleaved
+        output = tempfile.TemporaryFile("w+")  # one per child: its output is printed whole when it ends
         cmd = [sys.executable, "-m", "isojax.experiment", name, size, str(out.resolve()), str(seed)]
         running[name] = (subprocess.Popen(cmd, cwd=root, stdout=output, stderr=subprocess.STDOUT, text=True),
                          time.perf_counter(), output)
@@ -164,7 +170,10 @@ def _reproduce_parallel(out: Path, size: str, selected: list[str], seed: int, lo
                 if proc.returncode != 0:
                     raise RuntimeError(f"experiment {name} failed (exit {proc.returncode}); the end of its "
                                        f"output:\n{text[-3000:]}")
-                marks = [line for line in text.splitlines() if line.startswith(_PATHS_MARK)]
+                lines = text.splitlines()
+                marks = [line for line in lines if line.startswith(_PATHS_MARK)]
+                # what the experiment printed or warned (e.g. a model cache entry retrained), not interleaved
+                sys.stdout.write("".join(line + "\n" for line in lines if not line.startswith(_PATHS_MARK)))
                 paths[name] = [out / Path(p).relative_to(out.resolve())
                                for p in json.loads(marks[-1][len(_PATHS_MARK):])]
                 _record_timing(out / "results" / "reproduce_timings.json", size, name, seconds, seed)

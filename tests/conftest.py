@@ -7,7 +7,8 @@ from pathlib import Path
 # The suite is bound by XLA compilation: hundreds of small programs, most run once on tiny inputs. For the tests
 # only (set here, before JAX starts, and inherited by the subprocesses the tests start):
 # - LLVM's optimisation passes are off (XLA's backend optimisation level 0). This changes the rounding of some
-#   operations, never what is computed; the library, `isojax check` and the benchmarks run at XLA's default.
+#   operations, never what is computed; the library, the experiments and the benchmarks run at XLA's default
+#   (and `isojax check` at this level for its check programs, `harness.FAST_COMPILE`, except T2c's and T4a's).
 # - JAX's persistent compilation cache, in one folder per user, so the two xdist workers and the subprocesses
 #   compile a program once between them; keyed by program, options and versions, it never serves a stale one.
 # ISOJAX_TEST_OPTIMISE=1 runs the suite with XLA's defaults instead.

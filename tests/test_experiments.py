@@ -196,5 +196,8 @@ def test_parallel_reproduce_runs_the_slowest_known_experiment_first(tmp_path):
         {"tiny": {"shift_invariance": {"seconds": 1.0}, "guarantee": {"seconds": 9.0}}}))
     order = experiment._slowest_first(tmp_path, "tiny", ["shift_invariance", "fisher_spectrum", "guarantee"])
     assert order == ["guarantee", "shift_invariance", "fisher_spectrum"]
+    # an experiment without a timing of its own: the training experiments still go first, by their estimate
+    assert experiment._slowest_first(tmp_path, "tiny", ["shift_invariance", "trained_isotropy"]) == \
+        ["trained_isotropy", "shift_invariance"]
     with pytest.raises(ValueError, match="jobs must be an integer >= 1"):
         experiment.reproduce(tmp_path, "tiny", ["shift_invariance"], jobs=0)

@@ -85,15 +85,19 @@ def run_checks(key: jax.Array, n: int = 1000, only: list[str] | None = None,
     -> CheckReport: iterate it for the rows (in the order of CHECKS); .compile_seconds and .run_seconds for the
     time spent, summed over checks.
 
-    The checks run on `threads` threads (default: one per core, at most 4), the slowest to compile first: each
-    is traced in Python, but XLA compiles with the GIL released, so one check compiles while another traces
-    or runs (41 s instead of 53 s on 2 cores). The rows are the same as one after another: each check has its
+    The checks run on `threads` threads (default: one per core, at most 4, when isojax's single-threaded Eigen
+    setting is in effect, else 1), the slowest to compile first: each is traced in Python, but XLA compiles
+    with the GIL released, so one check compiles while another traces or runs (41 s instead of 53 s on 2
+    cores). The rows are the same as one after another: each check has its
     own key and programs, and T3's float64 route sets x64 in a thread-local context."""
     names = only or list(CHECKS)
     unknown = [name for name in names if name not in CHECKS]
     if unknown:
         raise ValueError(f"only names unknown checks {unknown}; choose from {list(CHECKS)}")
-    threads = threads or min(os.cpu_count() or 1, 4)
+    # several checks at once only with isojax's single-threaded Eigen (isojax/__init__.py): XLA's multi-threaded
+    # pool can wedge when a batched LAPACK call runs beside other parallel work
+    single_eigen = "xla_cpu_multi_thread_eigen=false" in os.environ.get("XLA_FLAGS", "")
+    threads = threads or (min(os.cpu_count() or 1, 4) if single_eigen else 1)
     by_check: dict[str, Timings] = {name: Timings() for name in CHECKS if name in names}
     position = {name: i for i, name in enumerate(CHECKS)}
 

@@ -100,8 +100,8 @@ _PROGRAMS: dict = {}  # compiled executables by (name, configs, implementations,
 # optimisation passes are half of that and buy nothing here. These options compile a check's program without
 # them; checks whose programs run long (`optimise=True`: T2c's 1000 training steps, T4a's large heads) keep
 # XLA's default. The level changes the rounding of some operations (a different instruction selection), never
-# what is computed: both sides of every comparison come from the same compiled program, and docs/checks.md's
-# margins over seeds 0-99 were measured with these options.
+# what is computed: both sides of every comparison are compiled with the same options (most come from one
+# program; T3a's float64 rows compare two), and docs/checks.md's margins over seeds 0-99 were measured with them.
 FAST_COMPILE = {"xla_backend_optimization_level": 0}
 
 
