@@ -111,11 +111,16 @@ def reproduce(out: Path, size: str = "quick", only: list[str] | None = None, see
     for name in selected:
         start = time.perf_counter()
         paths = run(name, out, size, seed)
-        seconds = time.perf_counter() - start
         written += paths
-        _record_timing(out / "results" / "reproduce_timings.json", size, name, seconds, seed)
-        log(f"{name}: {seconds:.1f} s -> {', '.join(str(p) for p in paths)}")
+        _finished(out, size, name, time.perf_counter() - start, seed, paths, log)
     return written
+
+
+def _finished(out: Path, size: str, name: str, seconds: float, seed: int, paths: list[Path],
+              log: Callable[[str], object]) -> None:
+    """Record one finished experiment's wall time and pass its line to `log` (serial and parallel alike)."""
+    _record_timing(out / "results" / "reproduce_timings.json", size, name, seconds, seed)
+    log(f"{name}: {seconds:.1f} s -> {', '.join(str(p) for p in paths)}")
 
 
 _PATHS_MARK = "isojax-experiment-paths: "  # the line a child process ends its output with
@@ -176,8 +181,7 @@ def _reproduce_parallel(out: Path, size: str, selected: list[str], seed: int, lo
                 sys.stdout.write("".join(line + "\n" for line in lines if not line.startswith(_PATHS_MARK)))
                 paths[name] = [out / Path(p).relative_to(out.resolve())
                                for p in json.loads(marks[-1][len(_PATHS_MARK):])]
-                _record_timing(out / "results" / "reproduce_timings.json", size, name, seconds, seed)
-                log(f"{name}: {seconds:.1f} s -> {', '.join(str(p) for p in paths[name])}")
+                _finished(out, size, name, seconds, seed, paths[name], log)
     finally:
         for proc, _, _output in running.values():  # on an error or Ctrl-C: stop the others, then wait for them
             proc.terminate()

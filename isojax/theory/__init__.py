@@ -88,8 +88,8 @@ def run_checks(key: jax.Array, n: int = 1000, only: list[str] | None = None,
     The checks run on `threads` threads (default: one per core, at most 4, when isojax's single-threaded Eigen
     setting is in effect, else 1), the slowest to compile first: each is traced in Python, but XLA compiles
     with the GIL released, so one check compiles while another traces or runs (41 s instead of 53 s on 2
-    cores). The rows are the same as one after another: each check has its
-    own key and programs, and T3's float64 route sets x64 in a thread-local context."""
+    cores). The rows are the same as one after another: each check has its own key and programs, and T3's
+    float64 route sets x64 in a thread-local context."""
     names = only or list(CHECKS)
     unknown = [name for name in names if name not in CHECKS]
     if unknown:
