@@ -129,10 +129,17 @@ def check_detect_season(detect):
     # a trend on top of the season, and a little noise, leave it found
     ctx = np.stack([_seasonal(96, 12, seed=s, noise=0.2, trend=0.05) for s in range(8)])
     np.testing.assert_array_equal(detect(ctx), 12)
-    # a line or white noise has no season (the family-wise 90% test lets about 1% of noise contexts through)
+    # a sinusoid in noise (signal sd 2.1, noise sd 1) is found at 64 values
+    rng = np.random.default_rng(1)
+    t = np.arange(64)
+    sines = np.stack([3 * np.sin(2 * np.pi * t / 12 + rng.uniform(0, 6)) + rng.normal(size=64) for _ in range(20)])
+    np.testing.assert_array_equal(detect(sines), 12)
+    # a line, white noise or a random walk has no season (the family-wise 10% test lets about 1% of noise
+    # contexts through; the in-sample check against naive refuses the random walks' slow ACF swings)
     assert detect(np.linspace(0, 5, 64)[None])[0] == 1
-    noise = np.random.default_rng(0).normal(size=(300, 64))
+    noise = rng.normal(size=(300, 128))
     assert np.mean(detect(noise) == 1) > 0.97
+    assert np.mean(detect(np.cumsum(noise, axis=1)) == 1) > 0.95
 
 
 def test_detect_season_finds_exact_periods_and_nothing_in_noise():
@@ -606,6 +613,15 @@ def _mutant_detect_no_test(ctx):
     return np.where(peak.any(axis=1), k[np.argmax(np.where(peak, r[:, k], -np.inf), axis=1)], 1)
 
 
+def _mutant_detect_acf_only(ctx):
+    """The highest significant ACF peak, without asking whether that season beats naive in-sample."""
+    c = ctx.shape[1]
+    r = wn._acf(np.asarray(ctx, float), c // 2 + 1)
+    k = np.arange(2, c // 2 + 1)
+    peak = (r[:, k] > r[:, k - 1]) & (r[:, k] >= r[:, k + 1]) & (r[:, k] > 2.95 / np.sqrt(c))
+    return np.where(peak.any(axis=1), k[np.argmax(np.where(peak, r[:, k], -np.inf), axis=1)], 1)
+
+
 def _mutant_ar_no_penalty(ctx, max_order=None):
     """Order by residual variance alone (no AIC penalty): always the largest order."""
     fit = bl.fit_ar(ctx, max_order)
@@ -664,6 +680,7 @@ MUTANTS = [
     (check_crps, (_mutant_crps_plus,)), (check_crps, (_mutant_crps_swapped,)), (check_wql, (_mutant_wql_half,)),
     (check_seasonal_naive, (_mutant_seasonal_no_mod,)), (check_seasonal_naive, (_mutant_seasonal_shift,)),
     (check_detect_season, (_mutant_detect_first_peak,)), (check_detect_season, (_mutant_detect_no_test,)),
+    (check_detect_season, (_mutant_detect_acf_only,)),
     (check_ar, (_mutant_ar_no_penalty, _mutant_ar_linear)),
     (check_pooling, (_mutant_scores(_per_window_mean_nmse),)), (check_scale_free, (_mutant_scores(_unscaled),)),
     (check_paired_bootstrap, (_mutant_unpaired,)),

@@ -128,23 +128,27 @@ def _bootstrap(model: np.ndarray, ref: np.ndarray, clusters: np.ndarray, draws: 
     arrays (see `aggregate`). Each draw resamples K clusters with replacement, the same
     draws for every metric and both sides (paired)."""
     both = (model[:, 1] > 0) & (ref[:, 1] > 0)  # [M, W]
-    vals = np.concatenate([model, ref], axis=1) * both[:, None, :]  # [M, 4, W]
+    vals = (np.concatenate([model, ref], axis=1) * both[:, None, :]).reshape(-1, clusters.size)  # [4M, W]
     k = int(clusters.max()) + 1
-    flat = vals.reshape(-1, vals.shape[2])
-    sums = np.stack([np.bincount(clusters, weights=row, minlength=k) for row in flat]).reshape(vals.shape[:2] + (k,))
+    if k == clusters.size and (clusters == np.arange(k)).all():  # one window per cluster
+        sums = vals
+    else:
+        sums = np.stack([np.bincount(clusters, weights=row, minlength=k) for row in vals])  # [4M, K]
     pick = np.random.default_rng(seed).integers(0, k, size=(draws, k))  # draw d resamples clusters pick[d]
     counts = np.bincount((np.arange(draws)[:, None] * k + pick).ravel(), minlength=draws * k).reshape(draws, k)
-    boot = sums @ counts.T.astype(np.float64)  # [M, 4, D]: Σ over the resampled clusters
-    total = sums.sum(axis=2)
+    # Σ over the resampled clusters; a 2-D product (a stacked matmul with broadcasting is a slow loop in numpy)
+    boot = (sums @ counts.T.astype(np.float64)).reshape(-1, 4, draws)  # [M, 4, D]
+    total = sums.sum(axis=1).reshape(-1, 4)
     value, reference = _ratio(total[:, 0], total[:, 1]), _ratio(total[:, 2], total[:, 3])
     val_b, ref_b = _ratio(boot[:, 0], boot[:, 1]), _ratio(boot[:, 2], boot[:, 3])
     with np.errstate(divide="ignore", invalid="ignore"):
         skill, skill_b = value / reference, val_b / ref_b
-    interval, skill_interval = _percentiles(val_b, level), _percentiles(skill_b, level)
-    used = [len(np.unique(clusters[row])) for row in both]
-    return {"value": value, "low": interval[:, 0], "high": interval[:, 1], "reference": reference, "skill": skill,
-            "skill_low": skill_interval[:, 0], "skill_high": skill_interval[:, 1], "windows": both.sum(axis=1),
-            "clusters": np.asarray(used)}
+    m = len(value)
+    interval = _percentiles(np.concatenate([val_b, skill_b]), level)  # [2M, 2]
+    used = [len(np.unique(clusters[row])) for row in both] if k < clusters.size else both.sum(axis=1)
+    return {"value": value, "low": interval[:m, 0], "high": interval[:m, 1], "reference": reference,
+            "skill": skill, "skill_low": interval[m:, 0], "skill_high": interval[m:, 1],
+            "windows": both.sum(axis=1), "clusters": np.asarray(used)}
 
 
 def _draws_level(draws, level) -> None:

@@ -100,13 +100,18 @@ def _acf(x: np.ndarray, max_lag: int) -> np.ndarray:
 
 
 def detect_season(contexts: npt.ArrayLike) -> np.ndarray:
-    """The season m of each context [W, C] -> [W] ints ≥ 1, from its autocorrelation alone.
+    """The season m of each context [W, C] -> [W] ints ≥ 1, from the context alone.
 
-    Rule (stated so it can be checked): remove each context's least-squares line, take the sample ACF r_k at
-    lags k = 1 .. ⌊C/2⌋; the candidates are the local maxima (r_k > r_{k−1} and r_k ≥ r_{k+1}, k ≥ 2) whose
-    r_k exceeds the 90% bound of the M4 seasonality test, 1.645·sqrt((1 + 2·Σ_{j<k} r_j²) / C); m is the
-    candidate with the largest r_k, or 1 (no season) when there is none. An exactly periodic context of period
-    p ≤ C/2 gets m = p (r_p is the largest peak: the biased ACF shrinks multiples of p by (C − kp)/C)."""
+    Rule (stated so it can be checked): remove each context's least-squares line and take the sample ACF r_k
+    (the biased estimator) at lags k = 1 .. ⌊C/2⌋. The candidates are the local maxima (r_k > r_{k−1} and
+    r_k ≥ r_{k+1}, k ≥ 2) above the white-noise bound z/√C, z the 1 − 0.1/K normal quantile over the K
+    candidate lags (a family-wise 10% test, which keeps white noise at m = 1). For each candidate m, compare
+    seasonal-naive with naive in-sample over a season: e_m = mean_t |x_t − x_{t−m}| (seasonal-naive's error at
+    every step 1..m) against n_m = mean_{h=1..m} mean_t |x_t − x_{t−h}| (naive's error averaged over steps
+    1..m). m is the candidate with e_m < n_m and the largest r_m, or 1 if there is none: a season that does
+    not help forecasting is no season here (a random walk's slow ACF swings, or noise bumps on a smooth ACF,
+    are refused so). An exactly periodic context of period p ≤ C/2 gets m = p (r_p is the highest useful peak:
+    the biased ACF shrinks the multiples kp by (C − kp)/C)."""
     x = np.asarray(contexts, np.float64)
     if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] < 4:
         raise ValueError(f"contexts must be [W, C] with W ≥ 1 and C ≥ 4, got shape {x.shape}")
@@ -117,14 +122,17 @@ def detect_season(contexts: npt.ArrayLike) -> np.ndarray:
     r = _acf(x, top + 1)  # one lag past the last candidate, to test it for a local maximum
     k = np.arange(2, top + 1)
     peak = (r[:, k] > r[:, k - 1]) & (r[:, k] >= r[:, k + 1])
-    # Bartlett's variance of r_k under "no autocorrelation beyond lag k-1": (1 + 2 Σ_{j<k} r_j²) / C
-    cum = np.cumsum(r[:, 1:top + 1] ** 2, axis=1)  # cum[:, k-1] = Σ_{j=1..k} r_j²
-    z = stats.norm.ppf(1 - 0.1 / len(k))  # the 90% test, Bonferroni-corrected over the candidate lags
-    bound = z * np.sqrt((1 + 2 * cum[:, k - 2]) / c)
-    ok = peak & (r[:, k] > bound)
-    score = np.where(ok, r[:, k], -np.inf)
-    best = np.argmax(score, axis=1)
-    return np.where(ok.any(axis=1), k[best], 1).astype(np.int64)
+    z = stats.norm.ppf(1 - 0.1 / len(k))
+    ok = peak & (r[:, k] > z / np.sqrt(c))
+    # mae[:, h − 1] = mean_t |x_t − x_{t−h}|: the in-sample error of naive h steps ahead, and of seasonal-naive
+    # (at every step) for season h
+    mae = np.stack([np.mean(np.abs(x[:, h:] - x[:, :-h]), axis=1) for h in range(1, top + 1)], axis=1)
+    naive_over_season = np.cumsum(mae, axis=1) / np.arange(1, top + 1)  # naive's mean error over steps 1..m
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = mae[:, k - 1] / naive_over_season[:, k - 1]  # < 1: seasonal-naive beats naive over a season
+    useful = ok & (ratio < 1)
+    best = k[np.argmax(np.where(useful, r[:, k], -np.inf), axis=1)]
+    return np.where(useful.any(axis=1), best, 1).astype(np.int64)
 
 
 def _positive_int(name: str, value, low: int = 1) -> int:
