@@ -272,6 +272,13 @@ def test_dense_quantile_loss_approaches_the_crps():
     np.testing.assert_allclose(twice_ql, fc.crps(samples, y), rtol=0.02, atol=2e-3)
 
 
+def test_sorted_quantiles_are_numpys():
+    s = np.sort(np.random.default_rng(17).normal(size=(3, 8, 4)), axis=1)
+    levels = np.array([0.01, 0.1, 0.5, 0.77, 0.99])
+    np.testing.assert_allclose(mt._quantiles_sorted(s, levels), np.moveaxis(np.quantile(s, levels, axis=1), 0, 1),
+                               atol=1e-14)
+
+
 def test_point_forecast_is_the_median_of_the_samples():
     s = np.random.default_rng(9).normal(size=(3, 7, 4))
     np.testing.assert_array_equal(fc.point_forecast(s), np.median(s, axis=1))
@@ -429,6 +436,7 @@ def test_seasonal_naive_as_the_model_has_skill_one_exactly():
         assert r["value"] == pytest.approx(r["seasonal_naive"])
         assert r["vs_seasonal_naive"] == "no difference detected" and not r["beats_seasonal_naive"]
         assert r["windows"] == len(w) and r["series"] == 3
+        assert r["samples"] == 101 and r["crps_estimator"] == "empirical"
 
 
 def test_a_near_perfect_model_is_better_and_a_bad_one_is_marked():
@@ -452,6 +460,10 @@ def check_pooling(window_scores):
     assert agg["scaled_crps"] == pytest.approx(np.sum(_crps_brute(s, y, fair=True)) / np.sum(np.abs(y)), rel=1e-10)
     assert agg["mase"] == pytest.approx(np.mean(fc.mase(point, y, w.context, w.season)), rel=1e-12)
     assert agg["smape"] == pytest.approx(np.mean(fc.smape(point, y)), rel=1e-12)
+    q = np.quantile(s, fc.QUANTILE_LEVELS, axis=1)  # [Q, W, H], numpy's own quantiles
+    lev = np.array(fc.QUANTILE_LEVELS)[:, None, None]
+    ql = np.maximum(lev * (y - q), (lev - 1) * (y - q))  # the pinball loss in its max form
+    assert agg["wql"] == pytest.approx(2 * np.sum(np.mean(ql, axis=0)) / np.sum(np.abs(y)), rel=1e-10)
 
 
 def test_aggregates_are_the_pooled_textbook_definitions():

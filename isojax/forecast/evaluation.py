@@ -63,16 +63,20 @@ def window_scores(samples: npt.ArrayLike, windows: Windows, crps_estimator: str 
         raise ValueError(f"samples must be [W, S, H] = [{w}, S, {h}] for these windows, got shape {s.shape}")
     if not np.isfinite(s).all():
         raise ValueError(f"samples has non-finite values (shape {s.shape})")
+    if crps_estimator not in mt.CRPS_ESTIMATORS:
+        raise ValueError(f"crps_estimator must be one of {mt.CRPS_ESTIMATORS}, got {crps_estimator!r}")
+    levels = np.asarray(mt.QUANTILE_LEVELS)
     y, u = windows.target, windows.scale
-    point = mt.point_forecast(s)
+    srt = np.sort(s, axis=1)  # once, for the median, the quantiles and the CRPS
+    point = mt._quantiles_sorted(srt, np.array([0.5]))[:, 0]  # the median, as np.median
     ones = np.ones(w)
     mean_abs = np.mean(np.abs(y), axis=1) / u
     raw = {
         "mase": (mt.mase(point, y, windows.context, windows.season), ones),
         "smape": (mt.smape(point, y), ones),
         "nmse": (np.mean((point - y) ** 2, axis=1) / u**2, np.mean(y * y, axis=1) / u**2),
-        "scaled_crps": (np.mean(mt.crps(s, y, crps_estimator), axis=1) / u, mean_abs),
-        "wql": (np.mean(2.0 * np.mean(mt.quantile_loss(s, y), axis=1), axis=1) / u, mean_abs),
+        "scaled_crps": (np.mean(mt._crps_sorted(srt, y, crps_estimator), axis=1) / u, mean_abs),
+        "wql": (np.mean(2.0 * np.mean(mt._quantile_loss_sorted(srt, y, levels), axis=1), axis=1) / u, mean_abs),
     }
     out = {}
     for name, (a, b) in raw.items():
@@ -192,7 +196,7 @@ def _stack(scores: Scores) -> np.ndarray:
 
 
 def _rows(name: str, scores: Scores, reference: dict[str, Scores], windows: Windows, draws: int, level: float,
-          seed: int, resample: str) -> list[dict]:
+          seed: int, resample: str, samples: int, crps_estimator: str) -> list[dict]:
     cl = _clusters(windows, resample)
     model, ref = _stack(scores), _stack(reference[REFERENCE])
     agg = _bootstrap(model, ref, cl, draws, level, seed)
@@ -208,7 +212,8 @@ def _rows(name: str, scores: Scores, reference: dict[str, Scores], windows: Wind
             a, b = (v * both[i] for v in reference[base][metric])
             row[base] = float(_ratio(a.sum(), b.sum()))
         row.update({"windows": int(agg["windows"][i]), "series": int(len(np.unique(windows.series))),
-                    "resample": resample, "clusters": int(agg["clusters"][i]), "draws": draws, "level": level})
+                    "resample": resample, "clusters": int(agg["clusters"][i]), "draws": draws, "level": level,
+                    "samples": samples, "crps_estimator": crps_estimator})
         rows.append(row)
     return rows
 
@@ -226,7 +231,7 @@ def _check_reference(reference, windows: Windows, samples: int) -> dict[str, Sco
 
 def evaluate(forecaster: Forecaster, windows: Windows, key: jax.Array, name: str = "model",
              reference: dict | None = None, draws: int = 2000, level: float = 0.95, seed: int = 0,
-             resample: str = "window", samples: int = 101, crps_estimator: str = "fair") -> list[dict]:
+             resample: str = "window", baseline_samples: int = 101, crps_estimator: str = "fair") -> list[dict]:
     """Score `forecaster` on `windows` against the baselines on the same windows: one row per metric in METRICS.
 
     forecaster(key, windows.context [W, C], horizon) must return samples [W, S, H]. Each row: forecaster, metric,
@@ -235,7 +240,8 @@ def evaluate(forecaster: Forecaster, windows: Windows, key: jax.Array, name: str
     else "no difference detected"), beats_seasonal_naive (skill_high < 1: the mark to filter on, so that models
     that do not beat the baseline are not silently pooled), the value of every baseline (naive, seasonal_naive,
     context_mean, linear_ar), windows (those where the metric is defined), series, resample, clusters, draws,
-    level. reference: `baseline_scores(windows)` to reuse (computed here from `samples` samples if None).
+    level, samples (the forecaster's S) and crps_estimator. reference: `baseline_scores(windows)` to reuse
+    (computed here from `baseline_samples` samples per baseline if None).
     crps_estimator: "fair" (default) when the forecaster returns independent draws, "empirical" when it returns
     a grid of quantiles (`metrics.crps`)."""
     windows = _check_windows(windows)
@@ -245,22 +251,25 @@ def evaluate(forecaster: Forecaster, windows: Windows, key: jax.Array, name: str
     _clusters(windows, resample)  # refuse a bad resample or estimator before any compute
     if crps_estimator not in mt.CRPS_ESTIMATORS:
         raise ValueError(f"crps_estimator must be one of {mt.CRPS_ESTIMATORS}, got {crps_estimator!r}")
-    reference = _check_reference(reference, windows, samples)
+    reference = _check_reference(reference, windows, baseline_samples)
     out = forecaster(key, windows.context.copy(), windows.horizon)
     try:
         scores = window_scores(out, windows, crps_estimator)
     except ValueError as err:
         raise ValueError(f"forecaster {name!r} returned unusable samples: {err}") from None
-    return _rows(name, scores, reference, windows, draws, level, seed, resample)
+    return _rows(name, scores, reference, windows, draws, level, seed, resample, int(np.shape(out)[1]),
+                 crps_estimator)
 
 
 def evaluate_baselines(windows: Windows, reference: dict | None = None, draws: int = 2000, level: float = 0.95,
-                       seed: int = 0, resample: str = "window", samples: int = 101) -> list[dict]:
+                       seed: int = 0, resample: str = "window", baseline_samples: int = 101) -> list[dict]:
     """The rows `evaluate` gives, for each baseline in `baselines.BASELINES` as the forecaster (seasonal-naive's
-    own rows have skill 1)."""
+    own rows have skill 1; `baseline_samples` is recorded as their samples: pass the value `reference` was
+    computed with)."""
     windows = _check_windows(windows)
     _draws_level(draws, level)
     _clusters(windows, resample)
-    reference = _check_reference(reference, windows, samples)
+    reference = _check_reference(reference, windows, baseline_samples)
     return [row for name in bl.BASELINES
-            for row in _rows(name, reference[name], reference, windows, draws, level, seed, resample)]
+            for row in _rows(name, reference[name], reference, windows, draws, level, seed, resample, baseline_samples,
+                             "empirical")]

@@ -116,15 +116,30 @@ def crps(samples: npt.ArrayLike, target: npt.ArrayLike, estimator: str = "fair")
     the CRPS of the samples' empirical distribution (scoringrules' "qd"), which exceeds the first by
     E|X − X′|/(2S) on average: a forecaster drawing fewer samples would score worse for that alone. Use
     "empirical" for samples that are not draws (a grid of quantiles). With S = 1 both give |x − y|."""
-    import scoringrules  # imported here: it loads its backends, which `import isojax` need not pay for
-
     s, y = _samples(samples, target)
     if estimator not in CRPS_ESTIMATORS:
         raise ValueError(f"estimator must be one of {CRPS_ESTIMATORS}, got {estimator!r}")
-    if s.shape[1] == 1:
-        return np.abs(s[:, 0] - y)
+    return _crps_sorted(np.sort(s, axis=1), y, estimator)
+
+
+def _crps_sorted(srt: np.ndarray, y: np.ndarray, estimator: str) -> np.ndarray:
+    """`crps` of samples already sorted along S (window_scores sorts once for every metric)."""
+    import scoringrules  # imported here: it loads its backends, which `import isojax` need not pay for
+
+    if srt.shape[1] == 1:
+        return np.abs(srt[:, 0] - y)
     name = "pwm" if estimator == "fair" else "qd"
-    return np.asarray(scoringrules.crps_ensemble(y, s, m_axis=1, estimator=name, backend="numpy"), np.float64)
+    return np.asarray(scoringrules.crps_ensemble(y, srt, m_axis=1, estimator=name, sorted_ensemble=True,
+                                                 backend="numpy"), np.float64)
+
+
+def _quantiles_sorted(srt: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """np.quantile's default ("linear") quantiles of samples sorted along S [W, S, H] at levels [Q] -> [W, Q, H]."""
+    pos = levels * (srt.shape[1] - 1)
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, srt.shape[1] - 1)
+    frac = (pos - lo)[None, :, None]
+    return (1 - frac) * srt[:, lo, :] + frac * srt[:, hi, :]
 
 
 def _levels(levels) -> np.ndarray:
@@ -138,11 +153,14 @@ def quantile_loss(samples: npt.ArrayLike, target: npt.ArrayLike,
                   levels: npt.ArrayLike = QUANTILE_LEVELS) -> np.ndarray:
     """Pinball loss QL_q(y, ŷ_q) = (1{y < ŷ_q} − q)(ŷ_q − y) of the samples' q-quantiles (linear interpolation)
     at each level q; samples [W, S, H], target [W, H] -> [W, Q, H]."""
+    s, y = _samples(samples, target)
+    return _quantile_loss_sorted(np.sort(s, axis=1), y, _levels(levels))
+
+
+def _quantile_loss_sorted(srt: np.ndarray, y: np.ndarray, q: np.ndarray) -> np.ndarray:
     import scoringrules
 
-    s, y = _samples(samples, target)
-    q = _levels(levels)
-    pred = np.moveaxis(np.quantile(s, q, axis=1), 0, 1)  # [W, Q, H]
+    pred = _quantiles_sorted(srt, q)  # [W, Q, H]
     return np.asarray(scoringrules.quantile_score(y[:, None, :], pred, q[None, :, None], backend="numpy"),
                       np.float64)
 
