@@ -559,6 +559,21 @@ def test_evaluate_refuses_bad_input():
         fc.evaluate("model", w, KEY)
 
 
+@pytest.mark.float32_only
+def test_the_docs_example_runs_and_prints_what_it_says():
+    import re
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT, subprocess_env
+
+    code = re.findall(r"```python\n(.*?)```", (ROOT / "docs" / "forecasting.md").read_text(), re.S)[0]
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=subprocess_env(),
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("15 [5 5 5] [12 12 12]\n") and done.stdout.count("\n") == 6
+
+
 # ---------------------------------------------------------------------------------------------- mutants
 def _mutant_windows_leak(series, context, horizon, test_fraction, stride):
     """Off by one: each context ends at the origin inclusive, so it holds the first target value."""
