@@ -555,8 +555,15 @@ def test_evaluate_refuses_bad_input():
         fc.evaluate(good, w, KEY, level=95)
     with pytest.raises(ValueError, match="reference"):
         fc.evaluate(good, w, KEY, reference=fc.baseline_scores(w.subset(np.arange(3)), samples=5))
+    with pytest.raises(ValueError, match="reference"):  # same window count, other windows
+        other = dataclasses.replace(w, target=w.target + 1.0)
+        fc.evaluate(good, w, KEY, reference=fc.baseline_scores(other, samples=5))
     with pytest.raises(ValueError, match="callable"):
         fc.evaluate("model", w, KEY)
+    with pytest.raises(ValueError, match="disagree"):
+        fc.evaluate(good, dataclasses.replace(w, season=w.season[:-1]), KEY)
+    with pytest.raises(ValueError, match="seasons"):
+        fc.evaluate(good, dataclasses.replace(w, season=w.season * 0), KEY)
 
 
 @pytest.mark.float32_only

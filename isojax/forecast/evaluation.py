@@ -44,10 +44,22 @@ Scores = dict[str, tuple[np.ndarray, np.ndarray]]
 
 
 def _check_windows(windows) -> Windows:
+    """A Windows whose arrays agree (one built by hand, or edited, may not): [W, C], [W, H] and [W] each, finite,
+    seasons in [1, C − 1], scales > 0."""
     if not isinstance(windows, Windows):
         raise ValueError(f"windows must be a Windows (from backtest_windows), got {type(windows).__name__}")
     if len(windows) == 0:
         raise ValueError("windows is empty")
+    ctx, tgt = np.asarray(windows.context), np.asarray(windows.target)
+    w = tgt.shape[0]
+    per_window = [np.shape(getattr(windows, f)) for f in ("series", "origin", "season", "scale")]
+    if ctx.ndim != 2 or tgt.ndim != 2 or ctx.shape[0] != w or any(shape != (w,) for shape in per_window):
+        raise ValueError(f"windows' arrays disagree: context {ctx.shape}, target {tgt.shape}, series/origin/season/"
+                         f"scale {per_window}")
+    if not (np.isfinite(ctx).all() and np.isfinite(tgt).all() and np.isfinite(windows.scale).all()):
+        raise ValueError("windows has non-finite contexts, targets or scales")
+    if (windows.scale <= 0).any() or (windows.season < 1).any() or (windows.season >= ctx.shape[1]).any():
+        raise ValueError(f"windows needs scales > 0 and seasons in [1, C - 1] = [1, {ctx.shape[1] - 1}]")
     return windows
 
 
@@ -222,8 +234,16 @@ def _check_reference(reference, windows: Windows, samples: int) -> dict[str, Sco
     if reference is None:
         return baseline_scores(windows, samples)
     w = len(windows)
-    ok = (isinstance(reference, dict) and all(b in reference for b in bl.BASELINES)
-          and all(m in reference[b] and np.shape(reference[b][m][0]) == (w,) for b in bl.BASELINES for m in METRICS))
+    try:
+        ok = (isinstance(reference, dict) and all(np.shape(reference[b][m]) == (2, w)
+                                                  for b in bl.BASELINES for m in METRICS))
+    except (KeyError, TypeError, ValueError):
+        ok = False
+    if ok:  # the denominators depend on the windows alone: those of other windows of the same count differ
+        y, u = windows.target, windows.scale
+        expect = np.mean(y * y, axis=1) / u**2
+        got = np.asarray(reference[REFERENCE]["nmse"][1], np.float64)
+        ok = bool(np.allclose(got[got > 0], expect[got > 0], rtol=1e-9, atol=0))
     if not ok:
         raise ValueError(f"reference must be baseline_scores(windows) for these {w} windows")
     return reference
