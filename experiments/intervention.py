@@ -39,8 +39,9 @@ def compute(out: Path, size: str = "quick", seed: int = 0) -> list[Path]:
     out, cfg = Path(out), SIZES[size]
     runs = [ensemble.NumericRun(f"{source}|w {w:g}|seed {s}", source, "bins", "decoder", seed=s, penalty_weight=w)
             for source in cfg["datasets"] for w in cfg["strengths"] for s in cfg["seeds"]]
-    evaluated = ensemble.train_and_evaluate(runs, jax.random.PRNGKey(seed), cfg["steps"], out / "results" / "models",
-                                            penalty=neg_isoscore_star, log=lambda line: print(line, flush=True))
+    evaluated, _ = ensemble.train_and_evaluate(runs, jax.random.PRNGKey(seed), cfg["steps"],
+                                               out / "results" / "models", penalty=neg_isoscore_star,
+                                               log=lambda line: print(line, flush=True))
     rows, layer_rows = [], []
     for e in evaluated:
         r = e.run

@@ -9,6 +9,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as `python experiments/<name>.py`: import this folder as a package
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import dataclasses
 import json
 
 import jax
@@ -76,9 +77,10 @@ def compute(out: Path, size: str = "quick", seed: int = 0) -> list[Path]:
     (3-D PCA of each layer for the first variant on a few datasets)."""
     out, cfg = Path(out), SIZES[size]
     runs = plan(size)
-    evaluated = ensemble.train_and_evaluate(runs, jax.random.PRNGKey(seed), cfg["steps"], _results(out) / "models",
-                                            log=lambda line: print(line, flush=True))
-    summary, layers_rows, pca_rows = [], [], []
+    evaluated, baselines = ensemble.train_and_evaluate(runs, jax.random.PRNGKey(seed), cfg["steps"],
+                                                       _results(out) / "models",
+                                                       log=lambda line: print(line, flush=True))
+    summary, layers_rows, pca_rows, forecast_rows = [], [], [], []
     for e in evaluated:
         run, per_layer = e.run, e.layers
         name = f"{run.data}|{run.tokenizer}|{run.arch}"
@@ -88,6 +90,7 @@ def compute(out: Path, size: str = "quick", seed: int = 0) -> list[Path]:
                         "isoscore_last": per_layer[-1]["isoscore"],
                         "isoscore_mean": float(np.mean([p["isoscore"] for p in per_layer[1:]]))})
         layers_rows += [{"run": name, "seed": run.seed, **p} for p in per_layer]
+        forecast_rows += [{"run": name, "seed": run.seed, "data": run.data, **r} for r in e.forecast_rows]
         if (run.tokenizer, run.arch) == VARIANTS[0] and run.data in PCA_SOURCES and run.seed == cfg["seeds"][0]:
             pca_rows += _pca_rows(run.data, e.hidden)
     steps = cfg["steps"]
@@ -97,7 +100,12 @@ def compute(out: Path, size: str = "quick", seed: int = 0) -> list[Path]:
               results.save_table(layers_rows, folder / "trained_isotropy_layers.csv",
                                {"name": "trained_isotropy_layers", "seed": seed}),
               results.save_table(pca_rows, folder / "trained_isotropy_pca.csv",
-                                 {"name": "trained_isotropy_pca", "seed": seed})]
+                                 {"name": "trained_isotropy_pca", "seed": seed}),
+              results.save_table(forecast_rows + [{"run": b["forecaster"], "seed": "", "data": d, **b}
+                                                  for d, rows in baselines.items() for b in rows],
+                                 folder / "trained_isotropy_forecasts.csv",
+                                 {"name": "trained_isotropy_forecasts", "seed": seed,
+                                  "evaluation": dataclasses.asdict(ensemble.Evaluation())})]
     nmse = [s["nmse"] for s in summary]
     corr = {m: stats.spearman_bootstrap([s[m] for s in summary], nmse, seed) for m in MEASURES}
     within = {m: stats.within_group_spearman(summary, m, "nmse", "data", seed) for m in MEASURES}

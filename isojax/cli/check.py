@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import math
 import sys
 import time
 
+__all__ = ["add", "run"]
 
 def _json_row(row) -> dict:
     """A check row for JSON: non-finite numbers (a margin of inf when the residual is exactly 0) as strings."""
@@ -15,7 +17,8 @@ def _json_row(row) -> dict:
             for k, v in dataclasses.asdict(row).items()}
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
+    """Run the subcommand on parsed flags; returns its exit status (a ValueError is a user error)."""
     import jax
 
     from isojax import theory
@@ -48,7 +51,7 @@ def run(args) -> int:
     return 1 if failed else 0
 
 
-def add(sub, fmt) -> None:
+def add(sub: argparse._SubParsersAction, fmt: type[argparse.HelpFormatter]) -> None:
     """The subcommand's parser, with its flags, help and defaults."""
     check = sub.add_parser("check", formatter_class=fmt,
                            help="verify every statement (T1a-T5a) over random instances; exit 1 if a row fails")

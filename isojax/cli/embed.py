@@ -3,12 +3,15 @@ or on sentences, one per line (`isojax.pretrained.embed_text`)."""
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from isojax.cli._common import DATA_HELP
 
+__all__ = ["add", "run"]
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
+    """Run the subcommand on parsed flags; returns its exit status (a ValueError is a user error)."""
     from isojax import pretrained
     from isojax.models import commands
 
@@ -25,7 +28,7 @@ def run(args) -> int:
     return 0
 
 
-def add(sub, fmt) -> None:
+def add(sub: argparse._SubParsersAction, fmt: type[argparse.HelpFormatter]) -> None:
     """The subcommand's parser, with its flags, help and defaults."""
     em = sub.add_parser("embed", formatter_class=fmt,
                         help="per-layer hidden states of a model on numeric data or sentences, saved as .npz")

@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
+__all__ = ["add", "run"]
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
+    """Run the subcommand on parsed flags; returns its exit status (a ValueError is a user error)."""
     from isojax.isotropy.files import measure_file
 
     rows, written = measure_file(Path(args.file), Path(args.out), measures=args.measures,
@@ -15,7 +18,7 @@ def run(args) -> int:
     return 0
 
 
-def add(sub, fmt) -> None:
+def add(sub: argparse._SubParsersAction, fmt: type[argparse.HelpFormatter]) -> None:
     """The subcommand's parser, with its flags, help and defaults."""
     me = sub.add_parser("measure", formatter_class=fmt,
                         help="every isotropy measure of saved hidden states, per layer -> CSV + JSON + figure")

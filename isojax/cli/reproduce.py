@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import sys
 from pathlib import Path
@@ -9,6 +10,7 @@ from types import ModuleType
 
 import isojax
 
+__all__ = ["add", "run"]
 
 def find_root(start: Path | None = None) -> Path:
     """The checkout that holds the study (`experiments/runner.py`): the parent of the isojax package (an editable
@@ -36,7 +38,8 @@ def study_runner(start: Path | None = None) -> ModuleType:
     return importlib.import_module("experiments.runner")
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
+    """Run the subcommand on parsed flags; returns its exit status (a ValueError is a user error)."""
     runner = study_runner()
     written = runner.reproduce(Path(args.out), "full" if args.full else "quick", args.only, args.seed,
                                    jobs=args.jobs)
@@ -44,7 +47,7 @@ def run(args) -> int:
     return 0
 
 
-def add(sub, fmt) -> None:
+def add(sub: argparse._SubParsersAction, fmt: type[argparse.HelpFormatter]) -> None:
     """The subcommand's parser, with its flags, help and defaults."""
     rp = sub.add_parser("reproduce", formatter_class=fmt,
                         help="run the study's experiments (experiments/ of a checkout) and draw every figure")

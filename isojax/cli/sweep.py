@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 from pathlib import Path
 
 from isojax.cli._common import in_range
+
+__all__ = ["add", "run"]
 
 _SWEEP_KEYS = {"grid", "seed", "out"}
 _GRID_KEYS = {"family", "n", "d", "knob", "replicate"}
@@ -73,7 +76,8 @@ def _sweep_spec(args) -> tuple[dict, str, int]:
     return spec["grid"], out, seed
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
+    """Run the subcommand on parsed flags; returns its exit status (a ValueError is a user error)."""
     from isojax.runs.measures import measures_sweep
 
     grid, out, seed = _sweep_spec(args)
@@ -82,7 +86,7 @@ def run(args) -> int:
     return 0
 
 
-def add(sub, fmt) -> None:
+def add(sub: argparse._SubParsersAction, fmt: type[argparse.HelpFormatter]) -> None:
     """The subcommand's parser, with its flags, help and defaults."""
     sw = sub.add_parser("sweep", formatter_class=fmt,
                         help="isotropy measures over a grid of synthetic families (resumable CSV + JSON sidecar)")

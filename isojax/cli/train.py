@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from isojax.cli._common import DATA_HELP
 from isojax.models.recipes import ARCHITECTURES
 
+__all__ = ["add", "run"]
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
+    """Run the subcommand on parsed flags; returns its exit status (a ValueError is a user error)."""
     from isojax.models import commands
 
     commands.train_model(args.data, args.tokenizer, args.arch, args.layers, args.d_model, args.heads, args.seq_len,
@@ -16,7 +19,7 @@ def run(args) -> int:
     return 0
 
 
-def add(sub, fmt) -> None:
+def add(sub: argparse._SubParsersAction, fmt: type[argparse.HelpFormatter]) -> None:
     """The subcommand's parser, with its flags, help and defaults."""
     tr = sub.add_parser("train", formatter_class=fmt, help="train a numeric LM and save a safetensors checkpoint")
     tr.add_argument("--data", default="gp:rbf_0.1", help=DATA_HELP)

@@ -177,14 +177,20 @@ def _program(config: tf.Config, tcfg: TrainConfig, penalty: Callable | None, kin
         losses = jnp.zeros((chunk,), V.float_dtype())
         return jax.lax.fori_loop(start, stop, step, (state, losses))
 
-    if kind == "vmap":
-        per_device = jax.vmap(one_run, in_axes=(0, 0, None, None))
-    else:
-        def per_device(state, const, start, stop):
-            return jax.lax.map(lambda sc: one_run(*sc, start, stop), (state, const))
+    def local(state, const, start, stop):
+        """One device's block [1, lanes, ...]: its lanes vectorised, or one after another."""
+        state, const = jax.tree.map(lambda a: a[0], (state, const))
+        lanes = jax.tree.leaves(state)[0].shape[0]
+        if kind == "vmap":
+            out = jax.vmap(one_run, in_axes=(0, 0, None, None))(state, const, start, stop)
+        elif lanes == 1:  # no loop over one lane: a smaller program, compiled faster
+            out = jax.tree.map(lambda a: a[None], one_run(*jax.tree.map(lambda a: a[0], (state, const)), start, stop))
+        else:
+            out = jax.lax.map(lambda sc: one_run(*sc, start, stop), (state, const))
+        return jax.tree.map(lambda a: a[None], out)
+
     # shard_map: every device runs exactly this per-device program on its own block [1, lanes, ...], whatever
     # the device count (an SPMD-partitioned vmap rounded differently on 1 and 4 devices)
-    local = jax.vmap(per_device, in_axes=(0, 0, None, None))
     spec = sharding.spec
     program = jax.shard_map(local, mesh=sharding.mesh, in_specs=(spec, spec, jax.P(), jax.P()),
                             out_specs=(spec, spec), check_vma=False)

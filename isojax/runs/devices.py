@@ -21,7 +21,7 @@ def device_sharding(axis: str) -> NamedSharding:
     return NamedSharding(mesh, jax.P(axis))
 
 
-def to_global(tree, sharding: NamedSharding):
+def to_global(tree: object, sharding: NamedSharding) -> object:
     """A pytree of host arrays [devices, ...] (the same in every process) -> global arrays split by `sharding`."""
     def one(a):
         a = np.asarray(a)
@@ -29,7 +29,7 @@ def to_global(tree, sharding: NamedSharding):
     return jax.tree.map(one, tree)
 
 
-def to_host(tree):
+def to_host(tree: object) -> object:
     """A pytree of (possibly sharded, possibly multi-process) arrays -> whole NumPy arrays in every process."""
     if jax.process_count() > 1:
         return jax.tree.map(np.asarray, multihost_utils.process_allgather(tree, tiled=True))
