@@ -17,13 +17,15 @@ import jax
 import numpy as np
 
 from isojax import _validate as V
+from isojax import forecast as fc
 from isojax import pretrained
 from isojax import transformer as tf
 from isojax.data import corpus, files, real, tokens
-from isojax.models import checkpoint, forecast, recipes, training
+from isojax.models import checkpoint, ensemble, forecast, recipes, training
+from isojax.runs import results
 from isojax.runs.outputs import check_output, write_npz
 
-__all__ = ["train_model", "embed_data"]
+__all__ = ["forecast_table_path", "train_model", "embed_data"]
 
 
 def _file_digest(source: str) -> str | None:
@@ -34,16 +36,27 @@ def _file_digest(source: str) -> str | None:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def forecast_table_path(out: Path) -> Path:
+    """Where `train_model` writes the forecast evaluation of the checkpoint `out`: <stem>.forecast.csv beside it
+    (and its .csv.json sidecar)."""
+    return Path(out).with_name(Path(out).stem + ".forecast.csv")
+
+
 def train_model(data: str, tokenizer: str, arch: str, layers: int | None, d_model: int | None, heads: int | None,
-                seq_len: int,
-                steps: int, seed: int, out: Path, log: Callable[[str], object] = print) -> Path:
+                seq_len: int, steps: int, seed: int, out: Path, log: Callable[[str], object] = print,
+                evaluation: ensemble.Evaluation | None = None) -> Path:
     """Train a numeric LM of architecture `arch` (`recipes.ARCHITECTURES`; layers, d_model and heads override
     the recipe's) on `data` (see `corpus.build`) and save its checkpoint to out (self-describing: see
-    `checkpoint.save`); logs the final loss and the forecast NMSE on the held-out series."""
+    `checkpoint.save`). Then score its forecasts on the held-out tails' backtest windows against the baselines
+    on the same windows (`isojax.forecast`: MASE, sMAPE, NMSE, CRPS, WQL with bootstrap intervals and the skill
+    against seasonal-naive; `evaluation` sets the windows, samples and draws, default `ensemble.Evaluation()`) and write them to
+    `forecast_table_path(out)` with a sidecar; logs the final loss and the headline scores."""
     tok = corpus.make_tokenizer(tokenizer)
     config = recipes.model_config(arch, tok.vocab + 1, seq_len, layers=layers, d_model=d_model, heads=heads)
     steps = V.positive_int("steps", steps)
     out = check_output(out, ".safetensors")
+    table = check_output(forecast_table_path(out), ".csv", name="the forecast table")
+    check_output(table.with_name(table.name + ".json"), name="the forecast table's sidecar")
     built = corpus.build(data, tok, jax.random.PRNGKey(seed), seq_len=seq_len)
     tcfg = training.TrainConfig(steps=steps)
     params, losses, _ = training.train(jax.random.PRNGKey(seed + 1), config, built.sequences, tcfg)
@@ -54,9 +67,22 @@ def train_model(data: str, tokenizer: str, arch: str, layers: int | None, d_mode
             "train": dataclasses.asdict(tcfg)}
     checkpoint.save(out, params, config, meta)
     log(f"final loss {losses[-20:].mean():.4f}; checkpoint {out}")
-    if built.contexts:
-        nmse = forecast.evaluate_forecasts(jax.random.PRNGKey(seed + 2), params, config, built)
-        log(f"forecast NMSE (median of 20 samples) {nmse:.4f}")
+    how = evaluation or ensemble.Evaluation()
+    try:
+        windows = ensemble.study_windows(built.series, how.context, how.horizon, how.windows)
+    except ValueError as err:
+        log(f"no forecast evaluation: {err}")
+        return Path(out)
+    reference = fc.baseline_scores(windows)
+    rows = fc.evaluate(forecast.model_forecaster(params, config, tok, how.samples), windows,
+                       jax.random.PRNGKey(seed + 2), name=f"{arch} ({data})", reference=reference, draws=how.draws)
+    rows += fc.evaluate_baselines(windows, reference, draws=how.draws)
+    results.save_table(rows, table, {"name": "train_forecast", "checkpoint": str(out), "data": data, "seed": seed,
+                                     "evaluation": dataclasses.asdict(how)})
+    for r in rows[: len(fc.METRICS)]:
+        log(f"{r['metric']} {r['value']:.4g} [{r['low']:.4g}, {r['high']:.4g}] over {r['windows']} windows; "
+            f"seasonal-naive {r['seasonal_naive']:.4g}; skill {r['skill']:.3g} ({r['vs_seasonal_naive']})")
+    log(f"forecast table {table}")
     return Path(out)
 
 
