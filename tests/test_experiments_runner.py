@@ -119,6 +119,8 @@ def test_isojax_reproduce_set(tmp_path, capsys):
     assert not (tmp_path / "x").exists()
 
 
+# runpy runs the runner's module code as `__main__`, as the child does; the module itself is already imported
+@pytest.mark.filterwarnings("ignore:'experiments.runner' found in sys.modules:RuntimeWarning")
 def test_parallel_reproduce_passes_each_experiment_its_changes(tmp_path, monkeypatch):
     import runpy
     import subprocess
