@@ -119,6 +119,19 @@ def _coerce(key: str, value, standard, shown: str):
         if not isinstance(items, (list, tuple)) or not items or any(i == "" for i in items):
             raise bad("a non-empty list (comma-separated, or JSON)")
         return type(standard)(_coerce(key, i, standard[0], shown) for i in items)
+    if isinstance(standard, dict):  # a group of settings: the keys given replace the standard ones
+        items = value
+        if isinstance(value, str):
+            try:
+                items = json.loads(value)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{shown}: {key} is not a JSON object: {err}") from None
+        if not isinstance(items, dict) or not items:
+            raise bad("a non-empty JSON object")
+        unknown = sorted(set(items) - set(standard))
+        if unknown:
+            raise ValueError(f"{shown}: {key} has no {unknown}; its keys: {sorted(standard)}")
+        return {**standard, **{k: _coerce(f"{key}.{k}", v, standard[k], shown) for k, v in items.items()}}
     raise ValueError(f"{shown}: {key} holds a {type(standard).__name__} and cannot be set from the command line")
 
 
@@ -138,10 +151,11 @@ def _keep_sign(key: str, value, standard: list, shown: str) -> None:
 def parse_sets(name: str, size: str, sets: list[str] | dict | None) -> dict:
     """The changes to experiment `name`'s standard `size` that `sets` asks for, checked against its SIZES:
     sets: ["KEY=VALUE", ...] (a command line's) or {KEY: value}. KEY must be a key of SIZES[size]; VALUE takes
-    the type of the standard value (an integer, a number, true/false, text, or a list of them written
-    "0,0.5,1" or as JSON "[0, 0.5, 1]"); a count that is at least 1 at every standard size must stay at least
-    1, and a number never negative must stay non-negative. Values equal to the standard one are dropped (no
-    change, no custom size). -> {KEY: value}; ValueError naming the experiment, the key and what it takes."""
+    the type of the standard value (an integer, a number, true/false, text, a list of them written "0,0.5,1"
+    or as JSON "[0, 0.5, 1]", or for a group of settings a JSON object of some of its keys); a count that is
+    at least 1 at every standard size must stay at least 1, and a number never negative must stay
+    non-negative. Values equal to the standard one are dropped (no change, no custom size). -> {KEY: value};
+    ValueError naming the experiment, the key and what it takes."""
     module = load(name)
     size = _size(size)
     standard = module.SIZES[size]

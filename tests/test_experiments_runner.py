@@ -25,6 +25,14 @@ def test_parse_sets_types_each_value_as_the_standard_one():
         {"strengths": [-2.0, 0.0], "datasets": ["real:nile", "teacher"]}
     assert runner.parse_sets("trained_isotropy", "tiny", ['runs=[["real:nile", "bins", "decoder"]]']) == \
         {"runs": [("real:nile", "bins", "decoder")]}
+    # a group of settings: the keys given replace the standard ones, the others stay
+    standard = runner.load("intervention").SIZES["tiny"]["evaluation"]
+    assert runner.parse_sets("intervention", "tiny", ['evaluation={"windows": 8}']) == \
+        {"evaluation": {**standard, "windows": 8}}
+    with pytest.raises(ValueError, match=r"evaluation has no \['window'\]; its keys:"):
+        runner.parse_sets("intervention", "tiny", ['evaluation={"window": 8}'])
+    with pytest.raises(ValueError, match=r"evaluation.windows must be an integer"):
+        runner.parse_sets("intervention", "tiny", ['evaluation={"windows": 8.5}'])
 
 
 @pytest.mark.parametrize("sets, match", [
@@ -47,10 +55,11 @@ def test_parse_sets_refuses_what_the_script_does_not_take(sets, match):
 def test_every_size_parameter_of_the_study_can_be_set_to_its_own_values():
     for name in runner.names():
         module = runner.load(name)
-        for key, value in module.SIZES["quick"].items():
-            text = json.dumps(value) if isinstance(value, (list, tuple)) else str(value).lower() \
-                if isinstance(value, bool) else str(value)
-            assert runner.parse_sets(name, "quick", [f"{key}={text}"]) == {}, (name, key)
+        for size in runner.SIZE_NAMES:
+            for key, value in module.SIZES[size].items():
+                text = json.dumps(value) if isinstance(value, (list, tuple, dict)) else str(value).lower() \
+                    if isinstance(value, bool) else str(value)
+                assert runner.parse_sets(name, size, [f"{key}={text}"]) == {}, (name, size, key)
 
 
 def test_a_changed_size_runs_in_a_folder_of_its_own_and_its_sidecars_say_so(tmp_path):
