@@ -6,6 +6,7 @@ import hashlib
 import numpy as np
 import pytest
 
+from isojax import forecast as fc
 from isojax.models import checkpoint, commands, ensemble, training
 from isojax.runs import results
 
@@ -37,7 +38,7 @@ def test_train_then_embed_own_npy_series_with_the_checkpoint_tokenizer(tmp_path)
     assert meta["arch"] == "encoder" and not meta["config"].causal and any(line.startswith("nmse") for line in logs)
     rows = results.read_table(tmp_path / "m.forecast.csv")
     model = [r for r in rows if r["forecaster"].startswith("encoder")]
-    assert {r["metric"] for r in model} == {"mase", "smape", "nmse", "crps", "wql"}
+    assert {r["metric"] for r in model} == set(fc.METRICS) == {"mase", "smape", "nmse", "scaled_crps", "wql"}
     assert all(r["windows"] >= 2 and r["samples"] == 3 for r in model)
     hidden = commands.embed_data(str(out), f"npy:{tmp_path / 's.npy'}", None, 3, 0, tmp_path / "h.npz")
     assert hidden.shape == (2, 3 * 24, 8)
