@@ -18,7 +18,7 @@ from scipy import stats
 
 __all__ = ["MeanInterval", "Welch", "FixedEffects", "WithinSlope", "DoseResponse", "Dunnett", "VarianceComponents",
            "spearman_bootstrap", "within_group_spearman", "mean_interval", "welch", "fixed_effects", "within_slope",
-           "dose_response", "dunnett", "variance_components", "variance_share", "variance_bound",
+           "cr2_df", "dose_response", "dunnett", "variance_components", "variance_share", "variance_bound",
            "minimum_detectable_effect", "slope_variance", "dunnett_critical", "dunnett_power", "seeds_per_arm",
            "simulated_power"]
 
@@ -260,19 +260,23 @@ def simulated_power(x: npt.ArrayLike, factors: dict, slope: float, resid_sd: flo
 class WithinSlope(NamedTuple):
     """OLS slope of y on x net of cell effects (one indicator per cell: the within estimator), so it rests only on
     how x and y vary together inside cells (seed to seed). se, t, p and df are the classical ones
-    (df = n − cells − 1); se_cluster is the cluster-robust (CR1) se with clusters that contain whole cells, and
-    low/high its t interval on clusters − 1 df, p_cluster its two-sided p; boot_low/boot_high and boot_se come
-    from a cluster bootstrap. resid_sd = sqrt(RSS / df); x_within_sd is the sd of x net of the cell effects
-    (sqrt(Σ (x − x̄_cell)² / (n − cells))), the variation the slope is estimated from."""
+    (df = n − cells − 1). se_cluster is the cluster-robust CR2 se (clusters contain whole cells) and df_cluster
+    its Bell–McCaffrey degrees of freedom (`cr2_df`: fewer than clusters − 1 where a few clusters hold most of
+    the variation of x); low/high are its t interval and p_cluster its two-sided p; se_cr1 is the plain CR1 se
+    for comparison. boot_low/boot_high and boot_se come from a cluster bootstrap. resid_sd = sqrt(RSS / df);
+    x_within_sd is the sd of x net of the cell effects (sqrt(Σ (x − x̄_cell)² / (n − cells))), the variation the
+    slope is estimated from."""
     slope: float
     se: float
     t: float
     p: float
     df: int
     se_cluster: float
+    df_cluster: float
     p_cluster: float
     low: float
     high: float
+    se_cr1: float
     boot_low: float
     boot_high: float
     boot_se: float
@@ -282,6 +286,20 @@ class WithinSlope(NamedTuple):
     cells: int
     clusters: int
     draws: int
+
+
+def cr2_df(shares: npt.ArrayLike) -> float:
+    """Bell–McCaffrey degrees of freedom of the CR2 variance of a within-cell slope, from each cluster's share
+    s_g of Σ (x − x̄_cell)² [G] (shares sum to 1, each < 1). Under a working model of iid errors the CR2
+    variance is σ²/Σx̃² · Σ_j λ_j χ²_1,j / Σ λ, λ the eigenvalues of diag(d) − r rᵀ, d_g = s_g / (1 − s_g),
+    r_g = s_g / sqrt(1 − s_g); its Satterthwaite df (Σλ)² / Σλ² is 1 / (Σ d² − 2 Σ d r² + (Σ r²)²): G − 1 for
+    equal shares, near 1 when one cluster holds almost all of x's variation (Imbens and Kolesár 2016)."""
+    s = _vector("shares", shares, 2)
+    if np.any(s < 0) or abs(np.sum(s) - 1) > 1e-9 or np.max(s) >= 1:
+        raise ValueError(f"shares must be >= 0, sum to 1 and each be < 1, got shape {s.shape}, sum {np.sum(s)!r}, "
+                         f"max {np.max(s)!r}")
+    d, r2 = s / (1 - s), s**2 / (1 - s)
+    return float(1.0 / (np.sum(d**2) - 2 * np.sum(d * r2) + np.sum(r2) ** 2))
 
 
 def _codes(name: str, labels, n: int) -> tuple[np.ndarray, int]:
@@ -297,10 +315,14 @@ def within_slope(y: npt.ArrayLike, x: npt.ArrayLike, cell: npt.ArrayLike, cluste
     """The within-cell slope of y [n] on x [n], cell [n] labelling the cells (e.g. dataset × variant; the rows
     of a cell are its seeds): β = Σ x̃ỹ / Σ x̃², x̃ = x − mean of its cell (the OLS slope with one indicator per
     cell). Cells of one row carry no information and are allowed. cluster [n] (default: the cell) groups whole
-    cells (e.g. datasets): the CR1 se is sqrt(G/(G−1) · Σ_g (Σ_{i∈g} x̃_i e_i)²) / Σ x̃², e the within
-    residuals (the small-sample factor (n−1)/(n−K) has K = 1: the cell effects are absorbed and nested in the
-    clusters, so only the slope counts as a parameter, as in Stata's xtreg, fe), with a t interval on G − 1
-    df; the cluster bootstrap draws the G clusters with replacement (`rng.integers(0, G, G)`,
+    cells (e.g. datasets): the CR2 se is sqrt(Σ_g (Σ_{i∈g} x̃_i e_i)² / (1 − s_g)) / Σ x̃², e the within
+    residuals and s_g the cluster's share of Σ x̃² (its leverage: the bias-reduced "CR2" of Bell and McCaffrey
+    2002, whose adjustment (I − H_gg)^(-1/2) reduces to 1/sqrt(1 − s_g) here because the cell effects are
+    nested in the clusters), with a t interval on the Bell–McCaffrey df (`cr2_df`); the CR1 se is
+    sqrt(G/(G−1) · Σ_g (Σ_{i∈g} x̃_i e_i)²) / Σ x̃² (its factor (n−1)/(n−K) has K = 1: the cell effects are
+    absorbed, as in Stata's xtreg, fe). Where a few clusters hold most of x's variation (e.g. cells whose
+    IsoScore is 10x the others'), CR1 on G − 1 df rejects too often and CR2 with its df does not. The cluster
+    bootstrap draws the G clusters with replacement (`rng.integers(0, G, G)`,
     `rng = np.random.default_rng(seed)`, clusters in sorted order of their labels) and refits, skipping draws
     where Σ x̃² = 0. ValueError when x does not vary within any cell, or a cell lies in two clusters."""
     y, x = _vector("y", y, 3), _vector("x", x, 3)
@@ -329,8 +351,14 @@ def within_slope(y: npt.ArrayLike, x: npt.ArrayLike, cell: npt.ArrayLike, cluste
     score = np.bincount(groups, xw * resid, n_groups)
     if n_groups < 2:
         raise ValueError(f"cluster must have at least 2 groups for a cluster-robust se, got {n_groups}")
-    se_cl = float(np.sqrt(n_groups / (n_groups - 1) * np.sum(score**2)) / sxx)
-    q = stats.t.ppf(0.5 + level / 2, n_groups - 1)
+    share = np.bincount(groups, xw**2, n_groups) / sxx
+    if np.max(share) > 1 - 1e-12:
+        raise ValueError(f"x varies within the cells of one cluster only ({n_groups} clusters): a cluster-robust "
+                         "se cannot be estimated")
+    se_cr1 = float(np.sqrt(n_groups / (n_groups - 1) * np.sum(score**2)) / sxx)
+    se_cl = float(np.sqrt(np.sum(score**2 / (1 - share))) / sxx)
+    df_cl = cr2_df(share)
+    q = stats.t.ppf(0.5 + level / 2, df_cl)
     # the bootstrap only reweights clusters, whose within-cell deviations are unchanged by resampling
     g_xy, g_xx = np.bincount(groups, xw * yw, n_groups), np.bincount(groups, xw**2, n_groups)
     rng = np.random.default_rng(seed)
@@ -342,8 +370,8 @@ def within_slope(y: npt.ArrayLike, x: npt.ArrayLike, cell: npt.ArrayLike, cluste
                          f"{n_groups} clusters")
     lo, hi = np.percentile(boots, [50 - 50 * level, 50 + 50 * level])
     t = slope / se
-    return WithinSlope(slope, se, float(t), float(2 * stats.t.sf(abs(t), df)), df, se_cl,
-                       float(2 * stats.t.sf(abs(slope / se_cl), n_groups - 1)), slope - q * se_cl, slope + q * se_cl,
+    return WithinSlope(slope, se, float(t), float(2 * stats.t.sf(abs(t), df)), df, se_cl, df_cl,
+                       float(2 * stats.t.sf(abs(slope / se_cl), df_cl)), slope - q * se_cl, slope + q * se_cl, se_cr1,
                        float(lo), float(hi), float(np.std(boots, ddof=1)), float(np.sqrt(np.sum(resid**2) / df)),
                        float(np.sqrt(sxx / (n - n_cells))), n, n_cells, n_groups, len(boots))
 
@@ -528,9 +556,9 @@ def _t_or_normal(df: float | None):
 
 @functools.lru_cache(maxsize=1)
 def _quadrature() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Gauss–Hermite nodes and weights for u ~ N(0, 1) (96) and Gauss–Legendre ones on (0, 1) (256)."""
+    """Gauss–Hermite nodes and weights for u ~ N(0, 1) (96) and Gauss–Legendre ones on (0, 1) (128)."""
     nodes, weights = np.polynomial.hermite_e.hermegauss(96)
-    v, w = np.polynomial.legendre.leggauss(256)
+    v, w = np.polynomial.legendre.leggauss(128)
     return nodes, weights / np.sqrt(2 * np.pi), (v + 1) / 2, w / 2
 
 
@@ -540,9 +568,15 @@ def dunnett_critical(k: int, df: float | None = None, alpha: float = 0.05) -> fl
     P(max_i |T_i| ≤ c) = 1 − alpha, T_i = (U_i − U_0)/(√2·s), U iid N(0, 1), s² ~ χ²_df/df. Computed as
     E_s ∫ φ(u)[Φ(u + √2 c s) − Φ(u − √2 c s)]^k du (Gauss–Hermite in u, Gauss–Legendre in the quantile of s).
     k = 1 gives the two-sample t quantile."""
-    if not (isinstance(k, (int, np.integer)) and k >= 1 and 0 < alpha < 1) or (df is not None and not df > 0):
+    if not (isinstance(k, (int, np.integer)) and k >= 1 and isinstance(alpha, (float, int)) and 0 < alpha < 1) or (
+            df is not None and not (isinstance(df, (float, int, np.number)) and df > 0)):
         raise ValueError(f"k must be an integer >= 1, alpha in (0, 1) and df > 0 or None, got {k!r}, {alpha!r}, "
                          f"{df!r}")
+    return _dunnett_critical(int(k), None if df is None else float(df), float(alpha))
+
+
+@functools.lru_cache(maxsize=4096)  # power searches ask for the same (k, df) again and again
+def _dunnett_critical(k: int, df: float | None, alpha: float) -> float:
     from scipy import optimize
 
     nodes, weights, v, s_weights = _quadrature()
@@ -551,9 +585,11 @@ def dunnett_critical(k: int, df: float | None = None, alpha: float = 0.05) -> fl
     else:  # s = F⁻¹(v), v ~ U(0, 1), F the law of sqrt(χ²_df/df): Gauss–Legendre in v
         scales = stats.chi(df, scale=1 / np.sqrt(df)).ppf(v)
 
+    from scipy.special import ndtr  # Φ, without the distribution objects' overhead (this runs ~30 times)
+
     def coverage(c: float) -> float:
         h = np.sqrt(2.0) * c * scales[:, None]
-        inside = (stats.norm.cdf(nodes + h) - stats.norm.cdf(nodes - h)) ** k  # [scales, nodes]
+        inside = (ndtr(nodes + h) - ndtr(nodes - h)) ** k  # [scales, nodes]
         return float(s_weights @ (inside @ weights))
 
     if k == 1:
@@ -572,7 +608,8 @@ def dunnett_power(delta: float, sd: float, n: int, k: int, alpha: float = 0.05, 
     df = k * n + n0 - k - 1
     c = dunnett_critical(k, df, alpha)
     lam = abs(delta) / (sd * np.sqrt(1 / n + 1 / n0))
-    return float(stats.nct.sf(c, df, lam) + stats.nct.cdf(-c, df, lam))
+    # the lower tail as P(T_{-λ} > c): scipy's nct.cdf(-c, df, λ) is NaN where it underflows (large λ)
+    return float(stats.nct.sf(c, df, lam) + stats.nct.sf(c, df, -lam))
 
 
 def seeds_per_arm(delta: float, sd: float, k: int, power: float = 0.8, alpha: float = 0.05,

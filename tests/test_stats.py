@@ -273,13 +273,63 @@ def test_within_slope_matches_statsmodels_with_cell_dummies_and_clusters():
     g = df.groupby("cell")
     demeaned = sm.OLS((df.y - g.y.transform("mean")).values, (df.x - g.x.transform("mean")).values).fit(
         cov_type="cluster", cov_kwds={"groups": df.d.values})
-    assert res.se_cluster == pytest.approx(demeaned.bse[0], rel=1e-10)
-    q = sps.t.ppf(0.975, 5)
+    assert res.se_cr1 == pytest.approx(demeaned.bse[0], rel=1e-10)
+    q = sps.t.ppf(0.975, res.df_cluster)
     assert (res.low, res.high) == pytest.approx((res.slope - q * res.se_cluster, res.slope + q * res.se_cluster))
-    assert res.p_cluster == pytest.approx(2 * sps.t.sf(abs(res.slope / res.se_cluster), 5), rel=1e-10)
+    assert res.p_cluster == pytest.approx(2 * sps.t.sf(abs(res.slope / res.se_cluster), res.df_cluster), rel=1e-10)
     assert (res.cells, res.clusters, res.n) == (18, 6, 72)
     # with cells as clusters (the default) CR1 counts 18 clusters
     assert stats.within_slope(df.y, df.x, df.cell, draws=10).clusters == 18
+
+
+def _cr2_by_matrices(df):
+    """CR2 and its Bell–McCaffrey df written out with the full design [x, cell indicators]: A_g the
+    Moore–Penrose inverse square root of I − H_gg, Ω = Q Qᵀ with Q_g = (row of x in (XᵀX)⁻¹Xᵀ)_g A_g (I − H)_g."""
+    x = np.column_stack([df.x.values, pd.get_dummies(df.cell, dtype=float).values])
+    xtx_inv = np.linalg.inv(x.T @ x)
+    hat = x @ xtx_inv @ x.T
+    resid = df.y.values - hat @ df.y.values
+    weights = (xtx_inv @ x.T)[0]
+    rows, var = [], 0.0
+    for g in sorted(df.d.unique()):
+        idx = np.flatnonzero(df.d.values == g)
+        lam, vec = np.linalg.eigh(np.eye(len(idx)) - hat[np.ix_(idx, idx)])
+        inv_sqrt = (vec * np.where(lam > 1e-10, 1 / np.sqrt(np.clip(lam, 1e-10, None)), 0.0)) @ vec.T
+        var += float(weights[idx] @ inv_sqrt @ resid[idx]) ** 2
+        rows.append(weights[idx] @ inv_sqrt @ (np.eye(len(df)) - hat)[idx])
+    omega = np.array(rows) @ np.array(rows).T
+    return np.sqrt(var), np.trace(omega) ** 2 / np.trace(omega @ omega)
+
+
+def test_within_slope_cr2_and_its_df_are_the_matrix_formulas():
+    df = _cells_panel(seed=12, datasets=5, variants=2, seeds=3)
+    df.loc[df.d == 0, "x"] *= 6.0  # one dataset holds most of the variation of x: unequal leverage
+    res = stats.within_slope(df.y, df.x, df.cell, df.d, draws=10)
+    se, dof = _cr2_by_matrices(df)
+    assert res.se_cluster == pytest.approx(se, rel=1e-9)
+    assert res.df_cluster == pytest.approx(dof, rel=1e-9)
+    assert res.df_cluster < 3.0 < res.clusters - 1  # the leverage leaves fewer effective clusters
+    assert stats.cr2_df(np.full(7, 1 / 7)) == pytest.approx(6.0, rel=1e-12)
+    with pytest.raises(ValueError, match="each be < 1"):
+        stats.cr2_df([1.0, 0.0])
+
+
+def test_within_slope_cr2_keeps_its_size_where_cr1_does_not():
+    # 12 datasets, one of which holds most of x's seed-to-seed variation, no effect: CR1 on 11 df rejects over
+    # twice as often as it should (0.12), CR2 on its Bell–McCaffrey df at most 5% (0.02: conservative)
+    rng = np.random.default_rng(13)
+    cell = np.repeat(np.arange(24), 3)
+    data = cell // 2
+    scale = np.where(data == 0, 4.0, 1.0)
+    cr1 = cr2 = 0
+    sims = 1500
+    for _ in range(sims):
+        x, y = rng.normal(size=72) * scale, rng.normal(size=72)
+        res = stats.within_slope(y, x, cell, data, draws=2)
+        cr1 += abs(res.slope / res.se_cr1) > sps.t.ppf(0.975, 11)
+        cr2 += res.p_cluster < 0.05
+    assert cr1 / sims > 0.09
+    assert cr2 / sims < 0.05
 
 
 def test_within_slope_sees_the_within_effect_that_the_additive_fit_mixes_with_the_confound():
@@ -439,6 +489,24 @@ def test_variance_components_match_statsmodels_reml_on_a_balanced_design():
     assert res1.cell == pytest.approx(res1.residual - 0.3, rel=1e-10) and res1.within_df == 6
     with pytest.raises(ValueError, match="no cell has two rows"):
         stats.variance_components(one.y, {"d": one.d, "v": one.v}, one.cell)
+
+
+def test_variance_components_are_unbiased_on_an_unbalanced_design():
+    # cells of 1 to 4 seeds: the method of moments is unbiased where a balanced shortcut (tr(ZᵀMZ) = residual df)
+    # is not; the mean over 300 simulated designs lands on the true components
+    rng = np.random.default_rng(14)
+    seeds = rng.integers(1, 5, size=40)
+    cell = np.repeat(np.arange(40), seeds)
+    d, v = cell // 4, cell % 4
+    est = []
+    for _ in range(300):
+        y = (rng.normal(size=10)[d] + rng.normal(size=4)[v] + 1.5 * rng.normal(size=40)[cell]
+             + 0.5 * rng.normal(size=len(cell)))
+        res = stats.variance_components(y, {"d": d, "v": v}, cell)
+        est.append((res.within, res.cell))
+    within, cell_var = np.mean(est, 0)
+    assert within == pytest.approx(0.25, rel=0.03)
+    assert cell_var == pytest.approx(2.25, rel=0.06)
 
 
 def test_variance_bound_covers_with_its_confidence():
