@@ -254,9 +254,11 @@ def t6_cost(datasets: int, variants: list[tuple], seeds: int, cost: dict) -> flo
     return datasets * seeds * per / 3600
 
 
-def t6_rows(t6: list[dict], seed_cells: dict, confidence: float, target: float, sims: int, cost: dict) -> tuple:
-    """One row per candidate design and analysis, and the components table."""
-    unit = unit_sd(t6)
+def t6_rows(t6: list[dict], seed_cells: dict, confidence: float, target: float, sims: int, cost: dict,
+            unit: float | None = None) -> tuple:
+    """One row per candidate design and analysis, the components table and the unit sd (`unit_sd` of the
+    pilot unless given)."""
+    unit = unit_sd(t6) if unit is None else unit
     rows, comp_rows = [], []
     for label, variants in VARIANT_SETS.items():
         pilot = t6_pilot(t6, seed_cells, variants)
@@ -320,10 +322,11 @@ def intervention_pilot(rows: list[dict]) -> dict:
     return out
 
 
-def _dose_se(arms: tuple, n: int) -> tuple[float, int]:
-    """sd-free se of the quadratic fit's ŷ(1) − ŷ(0) with n runs per arm, and the residual df."""
+def _dose_se(arms: tuple, n: int, contrast: tuple = (0.0, 1.0, 1.0)) -> tuple[float, int]:
+    """sd-free se of a contrast of the quadratic fit's coefficients (b0, b1, b2) with n runs per arm (default
+    ŷ(1) − ŷ(0) = b1 + b2; (0, 1, 0) is the linear term), and the residual df."""
     design = np.vander(np.repeat(arms, n), 3, increasing=True)
-    c = np.array([0.0, 1.0, 1.0])
+    c = np.array(contrast)
     return float(np.sqrt(c @ np.linalg.inv(design.T @ design) @ c)), len(arms) * n - 3
 
 
@@ -338,7 +341,7 @@ def intervention_power(dev: np.ndarray, arms: tuple, n: int, delta: float, sims:
     """(Dunnett power, dose-response power) by resampling a dataset's within-arm deviations. Dunnett: the arm of
     the largest positive w <= 1 alone is shifted by delta, the test its |t| (pooled variance) against Dunnett's
     critical value. Dose-response: log NMSE = delta·w + deviation (so that ŷ(1) − ŷ(0) = delta), the test the
-    t of the quadratic fit's contrast ŷ(1) − ŷ(0) on its residual df (only where the arms include w = 1)."""
+    t of the quadratic fit's contrast ŷ(1) − ŷ(0) on its residual df (where the arms include w = 1)."""
     rng = np.random.default_rng(seed)
     k, w = len(arms) - 1, np.repeat(arms, n)
     e = dev[rng.integers(0, len(dev), (sims, len(arms), n))]
@@ -348,7 +351,7 @@ def intervention_power(dev: np.ndarray, arms: tuple, n: int, delta: float, sims:
     pooled = np.sqrt(np.sum((shifted - means[..., None]) ** 2, (1, 2)) / (len(arms) * (n - 1)))
     t = (means[:, shifted_arm] - means[:, arms.index(0.0)]) / (pooled * np.sqrt(2 / n))
     dunnett = float(np.mean(np.abs(t) > stats.dunnett_critical(k, len(arms) * (n - 1))))
-    if 1.0 not in arms or len(arms) < 4:
+    if 1.0 not in arms:
         return dunnett, float("nan")
     design = np.vander(w, 3, increasing=True)
     c = np.array([0.0, 1.0, 1.0])
@@ -362,8 +365,9 @@ def intervention_power(dev: np.ndarray, arms: tuple, n: int, delta: float, sims:
 def intervention_rows(pilot: dict, confidence: float, target: float, sims: int, cost: dict) -> list[dict]:
     """One row per dataset and arm set: the pooled within-arm sd of log NMSE (point and upper bound, its df), the
     seeds per arm Dunnett's test needs to see a change of `target` with 80% power at each, runs and hours at the
-    bound, the quadratic dose-response contrast's MDE there (only where the arms include w = ±1 and more than
-    three arms), its lack of fit on the pilot, and the simulated powers at the bound's seeds."""
+    bound, the quadratic dose-response fit's MDE there for ŷ(1) − ŷ(0) (where the arms include w = 1) and for
+    its linear term b1, the quadratic's lack of fit on the pilot, and the simulated powers at the bound's
+    seeds."""
     rows = []
     per_run = cost["small"] * cost["penalty"] + cost["eval"]
     for data, p in pilot.items():
@@ -376,11 +380,11 @@ def intervention_rows(pilot: dict, confidence: float, target: float, sims: int, 
                    "sd_bound": sd, "seeds_point": stats.seeds_per_arm(target, sd_point, k), "seeds_per_arm": n,
                    "runs": len(arms) * n, "hours": len(arms) * n * per_run / 3600,
                    "mde_dunnett": _dunnett_mde(sd, n, k), "mde_dunnett_3_seeds": _dunnett_mde(sd, 3, k)}
-            if 1.0 in arms and len(arms) > 3:
-                se, df = _dose_se(arms, n)
-                row["mde_dose"] = stats.minimum_detectable_effect(se * sd, df=df)
-            else:
-                row["mde_dose"] = float("nan")
+            se, df = _dose_se(arms, n)
+            row["mde_dose"] = stats.minimum_detectable_effect(se * sd, df=df) if 1.0 in arms else float("nan")
+            # the linear term b1 (per unit of w): "isotropy helps" predicts b1 < 0, whatever the curvature b2
+            se, df = _dose_se(arms, n, (0.0, 1.0, 0.0))
+            row["mde_linear"] = stats.minimum_detectable_effect(se * sd, df=df)
             row["lack_p_all"], row["lack_p_near"] = p["lack_p_all"], p["lack_p_near"]
             power = intervention_power(p["dev"], arms, n, target, sims) if sims > 0 else (np.nan, np.nan)
             row["power_sim_dunnett"], row["power_sim_dose"] = power
@@ -419,6 +423,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--measure", default=MEASURE, choices=("isoscore_last", "clustered_cosine_last", "isoscore_mean"))
     ap.add_argument("--target", type=float, default=1.2, help="the NMSE ratio per sd to detect (default 1.2)")
     ap.add_argument("--confidence", type=float, default=0.8, help="one-sided confidence of the variance bounds")
+    ap.add_argument("--unit", type=float, default=None,
+                    help="the sd that 'per sd' means (default: the pilot's sd of x net of dataset and variant "
+                         "effects; pass the --full pilot's, 0.0543, to judge a new pilot on the same scale)")
     ap.add_argument("--sims", type=int, default=1000, help="resampled designs per candidate (0: formula only)")
     ap.add_argument("--min-variants", type=int, default=4,
                     help="choose only designs with at least this many variants (4: both tokenizers, two archs)")
@@ -461,9 +468,12 @@ def main(argv: list[str] | None = None) -> dict:
     for r in iv:
         if r["strength"] == 0.0:  # the unpenalised arm: T6's bins-token decoder under another key
             seed_cells.setdefault(("intervention", r["data"]), []).append((r["x"], r["y"]))
-    rows, comp_rows, unit = t6_rows(t6, seed_cells, args.confidence, target, args.sims, cost)
+    rows, comp_rows, unit = t6_rows(t6, seed_cells, args.confidence, target, args.sims, cost, args.unit)
     for r in rows:
         r["target"] = target
+    ok = choose_t6(rows, args.min_variants)
+    for r in rows:
+        r["chosen"] = bool(ok) and r is ok[0]
     config = {"pilot": str(args.pilot), "measure": args.measure, "target": args.target, "unit_sd": unit,
               "confidence": args.confidence, "sims": args.sims, "cost_seconds": cost,
               "min_variants": args.min_variants}
@@ -479,7 +489,6 @@ def main(argv: list[str] | None = None) -> dict:
           f"{issue['seed_share']:.2f}; within {issue['within_3']:.3f} (3 seeds), {issue['within_5']:.3f} (5); "
           f"additive with one seed needs {issue['datasets_ols']:.0f} (OLS se) to {issue['datasets_boot']:.0f} "
           f"(bootstrap se) datasets at 6 variants")
-    ok = choose_t6(rows, args.min_variants)
     chosen = {"t6": ok[0] if ok else None, "issue": issue}
     print(f"T6 ({args.measure}; unit sd {unit:.4f}; target log {args.target} = {target:.3f} per sd): "
           f"{len(ok)} of {len(rows)} candidates meet it with >= {args.min_variants} variants")
@@ -488,10 +497,16 @@ def main(argv: list[str] | None = None) -> dict:
               f"{r['hours']:.2f} h; MDE/sd {r['mde_sd_const']:.3f} / {r['mde_sd_cv']:.3f} (bound "
               f"{r['mde_sd_bound']:.3f}), simulated power {r['power_sim_const']:.2f} / {r['power_sim_cv']:.2f}, "
               f"size {r['size_sim_cv']:.3f}")
+    if ok:  # what the chosen runs give the other analyses (the additive slope: between-cell association)
+        for r in rows:
+            if (r["datasets"], r["variants"], r["seeds"]) == tuple(ok[0][k] for k in ("datasets", "variants", "seeds")):
+                print(f"  the same runs, {r['analysis']}: MDE/sd {r['mde_sd_cv']:.3f} (bound {r['mde_sd_bound']:.3f})")
     if iv:
         irows = intervention_rows(intervention_pilot(iv), args.confidence, target, min(args.sims, 2000), cost)
-        results.save_table(irows, out / "intervention_design.csv", {"name": "intervention_design", **config})
         label, sel = choose_intervention(irows)
+        for r in irows:
+            r["chosen"] = r["arms"] == label
+        results.save_table(irows, out / "intervention_design.csv", {"name": "intervention_design", **config})
         chosen["intervention"] = (label, sel)
         print(f"intervention: Dunnett against w = 0, seeds per arm for a change of {target:.3f} in log NMSE at the "
               f"bound; cheapest arm set {label}: " + ", ".join(

@@ -207,7 +207,7 @@ def test_tokenizer_bad_input():
 
 
 @pytest.mark.parametrize("tokenizer", ["bins", "digits"])
-@pytest.mark.parametrize("source", ["teacher", "gp:rbf_0.1", "real:nile"])
+@pytest.mark.parametrize("source", ["teacher", "gp:rbf_0.1", "gp:ks_003", "real:nile"])
 def test_corpus_every_source_gives_windows_and_held_out_series(source, tokenizer):
     c = corpus.build(source, tokenizer, KEY, seq_len=32, count=4, length=200)
     assert c.sequences.ndim == 2 and c.sequences.shape[1] == 32 and c.sequences.dtype == np.int32
