@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+import _common  # noqa: F401  (first: it sets XLA's CPU flags before JAX starts)
 import jax
 import jax.numpy as jnp
 from _common import best_time

@@ -48,7 +48,8 @@ from pathlib import Path
 import numpy as np
 from scipy import stats as sps
 
-from isojax import results, stats
+from isojax import stats
+from isojax.runs import results
 
 MEASURE = "isoscore_last"
 VARIANT_SETS = {  # (tokenizer, architecture) pairs trained on every dataset
@@ -67,14 +68,15 @@ ARMS = {"7: w = 0, ±0.3, ±1, ±3": (-3.0, -1.0, -0.3, 0.0, 0.3, 1.0, 3.0),
 
 # ------------------------------------------------------------------------------------------------ the pilot
 
-def _t6_rows(folder: Path, measure: str) -> list[dict]:
+def _t6_rows(folder: Path, measure: str, outcome: str = "nmse") -> list[dict]:
     rows = results.read_table(folder / "trained_isotropy_runs.csv")
     return [{"data": r["data"], "variant": (r["tokenizer"], r["arch"]), "seed": r.get("seed", 0),
-             "y": float(np.log(r["nmse"])), "x": float(r[measure])} for r in rows]
+             "y": float(np.log(r[outcome])), "x": float(r[measure])} for r in rows]
 
 
-def _intervention_rows(folder: Path, measure: str) -> list[dict]:
-    """Intervention runs with log NMSE and the measure (last-layer values from intervention_layers.csv)."""
+def _intervention_rows(folder: Path, measure: str, outcome: str = "nmse") -> list[dict]:
+    """Intervention runs with the log of the outcome and the measure (last-layer values from
+    intervention_layers.csv)."""
     if not (folder / "intervention.csv").is_file():
         return []
     runs = results.read_table(folder / "intervention.csv")
@@ -90,7 +92,7 @@ def _intervention_rows(folder: Path, measure: str) -> list[dict]:
                                           "clustered_cosine_last": "clustered_cosine"}[measure]])
         values = {k: v for k, (_, v) in last.items()}
     return [{"data": r["data"], "strength": float(r["strength"]), "seed": r["seed"],
-             "y": float(np.log(r["nmse"])), "x": float(values[(r["data"], r["strength"], r["seed"])])}
+             "y": float(np.log(r[outcome])), "x": float(values[(r["data"], r["strength"], r["seed"])])}
             for r in runs]
 
 
@@ -421,7 +423,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--pilot", type=Path, default=Path("full/tables"), help="folder of the pilot's run tables")
     ap.add_argument("--out", type=Path, default=None, help="folder for the design tables (default: --pilot)")
     ap.add_argument("--measure", default=MEASURE, choices=("isoscore_last", "clustered_cosine_last", "isoscore_mean"))
-    ap.add_argument("--target", type=float, default=1.2, help="the NMSE ratio per sd to detect (default 1.2)")
+    ap.add_argument("--outcome", default="nmse", help="the runs tables' error column whose log is analysed "
+                    "(default nmse; e.g. mase where the tables have it)")
+    ap.add_argument("--target", type=float, default=1.2, help="the error ratio per sd to detect (default 1.2)")
     ap.add_argument("--confidence", type=float, default=0.8, help="one-sided confidence of the variance bounds")
     ap.add_argument("--unit", type=float, default=None,
                     help="the sd that 'per sd' means (default: the pilot's sd of x net of dataset and variant "
@@ -462,8 +466,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = _parse(argv)
     target = float(np.log(args.target))
     cost = {"small": args.train_small, "deep": args.train_deep, "eval": args.eval, "penalty": args.penalty_factor}
-    t6 = _t6_rows(args.pilot, args.measure)
-    iv = _intervention_rows(args.pilot, args.measure)
+    t6 = _t6_rows(args.pilot, args.measure, args.outcome)
+    iv = _intervention_rows(args.pilot, args.measure, args.outcome)
     seed_cells: dict = {}
     for r in iv:
         if r["strength"] == 0.0:  # the unpenalised arm: T6's bins-token decoder under another key
@@ -474,7 +478,8 @@ def main(argv: list[str] | None = None) -> dict:
     ok = choose_t6(rows, args.min_variants)
     for r in rows:
         r["chosen"] = bool(ok) and r is ok[0]
-    config = {"pilot": str(args.pilot), "measure": args.measure, "target": args.target, "unit_sd": unit,
+    config = {"pilot": str(args.pilot), "measure": args.measure, "outcome": args.outcome, "target": args.target,
+              "unit_sd": unit,
               "confidence": args.confidence, "sims": args.sims, "cost_seconds": cost,
               "min_variants": args.min_variants}
     out = args.out or args.pilot

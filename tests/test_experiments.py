@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from isojax import experiment, results
+from experiments import runner as experiment
+from isojax.runs import results
 from tests.conftest import ROOT, subprocess_env
 
 # Run in the float32 pass only (README: "Tests"): end to end, with no dtype-specific path of its own.

@@ -8,7 +8,8 @@ import shutil
 import numpy as np
 import pytest
 
-from isojax import results, stats
+from isojax import stats
+from isojax.runs import results
 from tests.conftest import ROOT
 
 # Run in the float32 pass only: host-side numpy/scipy on committed tables, no dtype-specific path.

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from isojax import _validate as V
-from isojax import keys
+from isojax.runs import keys
 
 __all__ = ["INPUT", "HORIZON", "KERNELS", "BANK", "SYNTH", "SYNTH_SEED", "dot_product", "periodic",
            "rational_quadratic", "rbf", "white", "constant", "gram", "sample", "sample_many", "compose",
