@@ -127,19 +127,27 @@ def _additive_residual(values: np.ndarray, factors: dict) -> np.ndarray:
     return values - design @ np.linalg.lstsq(design, values, rcond=None)[0]
 
 
+def complete_datasets(t6: list[dict], variants: list[tuple]) -> list[str]:
+    """The pilot's datasets on which every one of `variants` was trained (sorted)."""
+    have: dict = {}
+    for r in t6:
+        have.setdefault(r["data"], set()).add(r["variant"])
+    return sorted(d for d, v in have.items() if set(variants) <= v)
+
+
 def t6_pilot(t6: list[dict], seed_cells: dict, variants: list[tuple]) -> dict:
     """The pilot's pieces for designs on `variants`: the seed-to-seed variances (pooled over the replicated
     cells of T6 and of `seed_cells`), the variance components of log NMSE and of x at the cell level under
     both models of x's seed variation, and for the simulation the pilot's cell means [datasets, variants]
-    (log NMSE less the pilot's additive slope) and the seed deviation pairs."""
-    sel = [r for r in t6 if r["variant"] in variants]
-    datasets = sorted({r["data"] for r in sel})
+    (log NMSE less the pilot's additive slope) and the seed deviation pairs. Only the pilot's datasets that
+    have every one of `variants` count (`complete_datasets`); ValueError when fewer than 3 do."""
+    datasets = complete_datasets(t6, variants)
+    if len(datasets) < 3:
+        raise ValueError(f"the pilot trains every variant of {variants} on {len(datasets)} datasets; 3 are needed")
+    sel = [r for r in t6 if r["variant"] in variants and r["data"] in datasets]
     cells: dict = {}
     for r in sel:
         cells.setdefault((r["data"], r["variant"]), []).append((r["x"], r["y"]))
-    if len(cells) != len(datasets) * len(variants):
-        raise ValueError(f"the pilot must train every variant of {variants} on each of its datasets: "
-                         f"{len(cells)} cells for {len(datasets)} datasets")
     seeds = _seed_pairs({**{("T6", *k): v for k, v in cells.items()}, **seed_cells})
     if seeds["df"] == 0:
         raise ValueError("the pilot has no replicated cell (two seeds of one configuration): the seed-to-seed "
@@ -263,6 +271,9 @@ def t6_rows(t6: list[dict], seed_cells: dict, confidence: float, target: float, 
     unit = unit_sd(t6) if unit is None else unit
     rows, comp_rows = [], []
     for label, variants in VARIANT_SETS.items():
+        if len(complete_datasets(t6, variants)) < 3:
+            print(f"variant set {label}: the pilot trains all of it on fewer than 3 datasets; left out")
+            continue
         pilot = t6_pilot(t6, seed_cells, variants)
         for model in ("const", "cv"):
             point, bound = components(pilot, model, None), components(pilot, model, confidence)
@@ -396,24 +407,26 @@ def intervention_rows(pilot: dict, confidence: float, target: float, sims: int, 
 
 def issue_numbers(t6: list[dict], seed_cells: dict, boot_mde: float | None) -> dict:
     """The re-analysis quoted in the study issue, recomputed the way it was computed (point estimates, constant
-    seed sd of x, normal quantiles 2.80·se, the 17 pilot datasets × 6 variants): the additive slope's MDE per
-    sd at 1 and 10 seeds, the within slope's at 3 and 5 seeds, the datasets the additive analysis needs with one
-    seed (from the OLS se, and from `boot_mde`, the cluster bootstrap's MDE per sd in the effects table)."""
+    seed sd of x, normal quantiles 2.80·se, the pilot's D datasets × 6 variants, 17 in the --full pilot): the
+    additive slope's MDE per sd at 1 and 10 seeds, the within slope's at 3 and 5 seeds, the datasets the additive
+    analysis needs with one seed (from the OLS se, and from `boot_mde`, the cluster bootstrap's MDE per sd in
+    the effects table)."""
     unit = unit_sd(t6)
     pilot = t6_pilot(t6, seed_cells, VARIANT_SETS[next(iter(VARIANT_SETS))])
     comp = components(pilot, "const", None)
+    d, v = pilot["datasets"], len(pilot["variants"])
 
     def mde(analysis: str, seeds: int) -> float:
-        a = 16 * 5 * (comp["cell_x"] + comp["seed_x"] / seeds)
-        w = 17 * 6 * (seeds - 1) * comp["seed_x"]
+        a = (d - 1) * (v - 1) * (comp["cell_x"] + comp["seed_x"] / seeds)
+        w = d * v * (seeds - 1) * comp["seed_x"]
         return stats.minimum_detectable_effect(np.sqrt(stats.slope_variance(analysis, a, w, comp["cell_y"],
                                                                             comp["seed_y"], seeds))) * unit
 
     one = mde("additive", 1)
     return {"additive_1": one, "additive_10": mde("additive", 10), "within_3": mde("within", 3),
             "within_5": mde("within", 5), "seed_share": comp["seed_y"] / (comp["seed_y"] + comp["cell_y"]),
-            "datasets_ols": 17 * (one / np.log(1.2)) ** 2,
-            "datasets_boot": 17 * (boot_mde / np.log(1.2)) ** 2 if boot_mde else float("nan")}
+            "datasets_ols": d * (one / np.log(1.2)) ** 2,
+            "datasets_boot": d * (boot_mde / np.log(1.2)) ** 2 if boot_mde else float("nan")}
 
 
 # ----------------------------------------------------------------------------------------------- main
@@ -488,12 +501,14 @@ def main(argv: list[str] | None = None) -> dict:
     effects = args.pilot / "trained_isotropy_effects.csv"
     boot = ({r["measure"]: r["mde_per_sd"] for r in results.read_table(effects)}.get(args.measure)
             if effects.is_file() else None)
-    issue = issue_numbers(t6, seed_cells, boot)
-    print(f"as the issue computed it (point estimates, normal quantiles): additive MDE/sd {issue['additive_1']:.3f} "
-          f"(1 seed) -> {issue['additive_10']:.3f} (10 seeds); seed share of the residual variance "
-          f"{issue['seed_share']:.2f}; within {issue['within_3']:.3f} (3 seeds), {issue['within_5']:.3f} (5); "
-          f"additive with one seed needs {issue['datasets_ols']:.0f} (OLS se) to {issue['datasets_boot']:.0f} "
-          f"(bootstrap se) datasets at 6 variants")
+    six = VARIANT_SETS[next(iter(VARIANT_SETS))]
+    issue = issue_numbers(t6, seed_cells, boot) if len(complete_datasets(t6, six)) >= 3 else None
+    if issue:
+        print(f"as the issue computed it (point estimates, normal quantiles): additive MDE/sd "
+              f"{issue['additive_1']:.3f} (1 seed) -> {issue['additive_10']:.3f} (10 seeds); seed share of the "
+              f"residual variance {issue['seed_share']:.2f}; within {issue['within_3']:.3f} (3 seeds), "
+              f"{issue['within_5']:.3f} (5); additive with one seed needs {issue['datasets_ols']:.0f} (OLS se) to "
+              f"{issue['datasets_boot']:.0f} (bootstrap se) datasets at 6 variants")
     chosen = {"t6": ok[0] if ok else None, "issue": issue}
     print(f"T6 ({args.measure}; unit sd {unit:.4f}; target log {args.target} = {target:.3f} per sd): "
           f"{len(ok)} of {len(rows)} candidates meet it with >= {args.min_variants} variants")

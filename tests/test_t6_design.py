@@ -127,3 +127,27 @@ def test_a_pilot_without_replicated_runs_is_refused(tmp_path):
     shutil.copy(PILOT / "trained_isotropy_runs.csv.json", tmp_path)
     with pytest.raises(ValueError, match="no replicated cell"):
         design.main(["--pilot", str(tmp_path), "--sims", "0"])
+
+
+def test_a_new_pilot_with_seeds_and_fewer_variants_is_read_as_it_is(tmp_path, monkeypatch, capsys):
+    # a --quick-like pilot: 6 datasets × 4 variants (no deep-wide) × 2 seeds, no intervention tables; the seed
+    # variance comes from its own replicated cells (1 df each), and the 6-variant set is left out
+    design = _design()
+    rng = np.random.default_rng(0)
+    runs = [r for r in results.read_table(PILOT / "trained_isotropy_runs.csv")
+            if r["arch"] != "decoder-deep-wide" and r["data"] in ("gp:rbf_0.1", "gp:seasonality_24", "gp:white_1",
+                                                                   "real:sunspots", "real:nile", "teacher")]
+    rows = [{**r, "seed": s, "nmse": r["nmse"] * float(np.exp(0.3 * rng.normal())),
+             "isoscore_last": r["isoscore_last"] * (1 + 0.25 * rng.normal())} for s in (0, 1) for r in runs]
+    results.save_table(rows, tmp_path / "trained_isotropy_runs.csv", {"name": "pilot"})
+    monkeypatch.setattr(design, "DATASETS", (17, 33))
+    monkeypatch.setattr(design, "SEEDS", (2, 5))
+    design.main(["--pilot", str(tmp_path), "--sims", "20", "--unit", "0.0543"])
+    out = capsys.readouterr().out
+    assert "6: bins, digits × decoder, encoder, deep-wide: the pilot trains all of it on fewer than 3" in out
+    comps = results.read_table(tmp_path / "t6_design_components.csv")
+    seed_df = {r["variants"][0]: r["df"] for r in comps if r["component"].startswith("seed")}
+    assert seed_df == {"4": 24, "2": 12}  # one df per replicated cell of the set
+    assert {r["variants"] for r in results.read_table(tmp_path / "t6_design.csv")} == {
+        "4: bins, digits × decoder, encoder", "2: bins, digits × decoder"}
+    assert results.read_sidecar(tmp_path / "t6_design.csv")["config"]["unit_sd"] == 0.0543
