@@ -30,6 +30,112 @@ def test_gp_bank_has_ten_kernels_and_default_length():
     assert gp.sample(KEY, composed, 32).shape == (32,)
 
 
+_EIGH = jnp.linalg.eigh  # the real one, whatever a test patches
+
+
+def _old_sample(key, kern, length):
+    """gp.sample as it was before the decomposition was shared: one eigh per series."""
+    lam, vecs = _EIGH(gp.gram(kern, length))
+    return vecs @ (jnp.sqrt(jnp.maximum(lam, 0.0)) * jax.random.normal(key, (length,), vecs.dtype))
+
+
+@pytest.mark.parametrize("kernel", ["seasonality_24", "dotproduct_1", "ks_003", "rbf_1+white_0.1"])
+def test_gp_sample_many_equals_the_per_series_draws_bit_for_bit(kernel):
+    draws = np.asarray(gp.sample_many(KEY, kernel, 5, 40))
+    assert draws.shape == (5, 40)
+    for i, k in enumerate(jax.random.split(KEY, 5)):
+        np.testing.assert_array_equal(draws[i], np.asarray(gp.sample(k, kernel, 40)))
+        np.testing.assert_array_equal(draws[i], np.asarray(_old_sample(k, gp.resolve(kernel), 40)))
+    # a kernel function takes the same path, uncached
+    np.testing.assert_array_equal(np.asarray(gp.sample_many(KEY, gp.resolve(kernel), 5, 40)), draws)
+
+
+def test_gp_corpus_decomposes_each_kernel_once(monkeypatch):
+    calls = []
+    monkeypatch.setattr(gp.jnp.linalg, "eigh", lambda k: calls.append(k.shape) or _EIGH(k))
+    gp._root.cache_clear()
+    series = corpus._series("gp:rationalquadratic_1", KEY, 6, 48)
+    assert calls == [(48, 48)]
+    # the old kernels' corpus series are unchanged, number for number
+    for s, k in zip(series, jax.random.split(KEY, 6)):
+        np.testing.assert_array_equal(s, np.asarray(_old_sample(k, gp.KERNELS["rationalquadratic_1"], 48), np.float64))
+    corpus._series("gp:rationalquadratic_1", jax.random.PRNGKey(5), 6, 48)  # a second corpus of the same kernel
+    corpus._series("gp:rationalquadratic_1", KEY, 6, 40)  # another length: its own decomposition
+    assert calls == [(48, 48), (40, 40)]
+
+
+@pytest.mark.parametrize("name", ["ks_000", "ks_012", "ks_019", "(rbf_1+seasonality_24)*white_0.1"])
+def test_gp_synthetic_sample_covariance_matches_its_kernel(name):
+    length, draws = 24, 4000
+    x = np.asarray(gp.sample_many(KEY, name, draws, length), np.float64)
+    emp = x.T @ x / draws
+    k = np.asarray(gp.gram(gp.resolve(name), length), np.float64)
+    se = np.sqrt((np.outer(np.diag(k), np.diag(k)) + k**2) / draws)
+    assert np.max(np.abs(emp - k) / (se + 1e-12)) < 6.0
+
+
+def test_gp_compositions_are_left_to_right_and_spelled_one_way():
+    names, ops = ["rbf_1", "seasonality_24", "white_0.1"], ["+", "*"]
+    expr = gp.expression(names, ops)
+    assert expr == "(rbf_1+seasonality_24)*white_0.1" and gp.parse(expr) == (names, ops)
+    s = jnp.linspace(0.0, 1.0, 7)
+    want = (gp.BANK["rbf_1"](s[:, None], s) + gp.BANK["seasonality_24"](s[:, None], s)) * gp.BANK["white_0.1"](
+        s[:, None], s)
+    np.testing.assert_allclose(gp.resolve(expr)(s[:, None], s), want, rtol=1e-6)
+    with pytest.raises(ValueError, match=r"must be written left to right .*'\(rbf_1\+seasonality_24\)\*white_0.1'"):
+        gp.parse("rbf_1+seasonality_24*white_0.1")  # read with precedence this would be another kernel
+    with pytest.raises(ValueError, match=r"names \['nope'\], not in the bank"):
+        gp.parse("rbf_1+nope")
+    with pytest.raises(ValueError, match="ops must be 1 of"):
+        gp.compose(["rbf_1", "white_1"], ["-"])
+    with pytest.raises(ValueError, match="kernel must be one of"):
+        gp.sample_many(KEY, "ks_999", 2, 8)
+    with pytest.raises(ValueError, match="count must be an integer >= 1"):
+        gp.sample_many(KEY, "rbf_1", 0, 8)
+
+
+def test_gp_bank_keeps_the_ten_kernels_first_and_in_order():
+    assert list(gp.BANK)[:10] == list(gp.KERNELS) and len(gp.BANK) == 29
+    assert all(gp.BANK[n] is gp.KERNELS[n] for n in gp.KERNELS)
+
+
+def test_gp_synthetic_datasets_are_drawn_from_their_names():
+    # every written-out entry is its name's KernelSynth draw: in float32 and in float64 (the composition must
+    # not depend on JAX_ENABLE_X64), and asking twice or in another order gives the same
+    assert len(gp.SYNTH) == 96 and all(gp.synth_kernel(n) == e for n, e in gp.SYNTH.items())
+    assert [gp.synth_kernel(n) for n in ("ks_010", "ks_001")] == [gp.SYNTH["ks_010"], gp.SYNTH["ks_001"]]
+    counts = [len(gp.parse(e)[0]) for e in gp.SYNTH.values()]
+    assert set(counts) == {1, 2, 3, 4, 5}  # j ~ U{1..5}
+    with pytest.raises(ValueError, match="name must be a non-empty string"):
+        gp.synth_kernel("")
+
+
+@pytest.mark.float32_only  # the same table in float64 is checked by the test above, entry by entry
+def test_gp_synthetic_bank_is_the_first_distinct_draws():
+    # the selection rule on the first 24 names (the bank grows name by name, so a prefix is a smaller bank; all
+    # 96 take ~10 s)
+    assert gp.synth_bank(24) == dict(list(gp.SYNTH.items())[:24])
+    # every entry a distinct dataset: its unit-trace Gram matrix U more than 1% (Frobenius) from the others' and
+    # the 10 single kernels'. Cheaply: ‖U − S‖² over the first 64 rows bounds the full one from below, and
+    # ‖S‖² ≤ (trace S)² = 1, so a pair more than 1e-4 apart there is distinct; the rest are checked in full
+    names = [*gp.KERNELS, *gp.SYNTH]
+    t = np.arange(564) / 564
+
+    def rows(name, n):
+        k = np.asarray(gp.resolve(name)(jnp.asarray(t[:n, None]), jnp.asarray(t[None, :])), np.float64)
+        return k / np.trace(np.asarray(gp.gram(gp.resolve(name), 564), np.float64)) if n == 564 else k
+
+    traces = np.array([np.sum(np.asarray(gp.resolve(n)(jnp.asarray(t), jnp.asarray(t)), np.float64)) for n in names])
+    sub = np.stack([rows(n, 64).ravel() for n in names]) / traces[:, None]
+    sq = np.sum(sub**2, 1)
+    close = np.argwhere(np.triu(sq[:, None] + sq[None, :] - 2 * sub @ sub.T <= 1e-4, 1))
+    full = {i: rows(names[i], 564) for i in set(close.ravel().tolist())}
+    same = [(names[i], names[j]) for i, j in close
+            if np.linalg.norm(full[i] - full[j]) <= 0.01 * max(np.linalg.norm(full[i]), np.linalg.norm(full[j]))]
+    # white_0.1 and white_1 are one law up to scale (which mean scaling removes); no synthetic entry repeats one
+    assert same == [("white_0.1", "white_1")]
+
+
 def test_teacher_p_star_normalised_and_matches_sampling():
     t = teacher.make_teacher(KEY, vocab=8, dim=8, order=1)
     lp = teacher.log_p_star(t, jnp.arange(8)[:, None])
@@ -101,7 +207,7 @@ def test_tokenizer_bad_input():
 
 
 @pytest.mark.parametrize("tokenizer", ["bins", "digits"])
-@pytest.mark.parametrize("source", ["teacher", "gp:rbf_0.1", "real:nile"])
+@pytest.mark.parametrize("source", ["teacher", "gp:rbf_0.1", "gp:ks_003", "real:nile"])
 def test_corpus_every_source_gives_windows_and_held_out_series(source, tokenizer):
     c = corpus.build(source, tokenizer, KEY, seq_len=32, count=4, length=200)
     assert c.sequences.ndim == 2 and c.sequences.shape[1] == 32 and c.sequences.dtype == np.int32

@@ -244,3 +244,307 @@ def test_t5b_probe_reads_a_linear_target_exactly():
     res = experiment.load("guarantee").probe(h, y, y_hat)
     assert res["probe_mse"] < 1e-6 and res["gap"] == pytest.approx(-res["lm_mse"], abs=1e-6)
     assert res["lm_mse"] == pytest.approx(np.mean((y_hat[200:] - y[200:]) ** 2))
+
+
+def _cells_panel(seed=0, datasets=6, variants=3, seeds=4, within=0.5, confound=2.0):
+    """Rows of a dataset × variant × seed design: cell effects move x and y together (a between-cell confound),
+    and inside a cell y moves with x by `within`."""
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame([(d, v, s) for d in range(datasets) for v in range(variants) for s in range(seeds)],
+                      columns=["d", "v", "s"])
+    df["cell"] = df.d.astype(str) + "|" + df.v.astype(str)
+    u = rng.normal(size=datasets * variants)[df.d * variants + df.v]
+    df["x"] = rng.normal(size=len(df)) + u
+    df["y"] = within * df.x + confound * u + rng.normal(size=len(df))
+    return df
+
+
+def test_within_slope_matches_statsmodels_with_cell_dummies_and_clusters():
+    import statsmodels.api as sm
+    import statsmodels.formula.api as smf
+
+    df = _cells_panel()
+    res = stats.within_slope(df.y, df.x, df.cell, df.d)
+    dummies = smf.ols("y ~ x + C(cell)", df).fit()
+    assert res.slope == pytest.approx(dummies.params["x"], rel=1e-10)
+    assert (res.se, res.df, res.p) == pytest.approx((dummies.bse["x"], dummies.df_resid, dummies.pvalues["x"]),
+                                                    rel=1e-9)
+    # CR1 on the within-transformed data: the cell effects are absorbed, only the slope is a parameter
+    g = df.groupby("cell")
+    demeaned = sm.OLS((df.y - g.y.transform("mean")).values, (df.x - g.x.transform("mean")).values).fit(
+        cov_type="cluster", cov_kwds={"groups": df.d.values})
+    assert res.se_cr1 == pytest.approx(demeaned.bse[0], rel=1e-10)
+    q = sps.t.ppf(0.975, res.df_cluster)
+    assert (res.low, res.high) == pytest.approx((res.slope - q * res.se_cluster, res.slope + q * res.se_cluster))
+    assert res.p_cluster == pytest.approx(2 * sps.t.sf(abs(res.slope / res.se_cluster), res.df_cluster), rel=1e-10)
+    assert (res.cells, res.clusters, res.n) == (18, 6, 72)
+    # with cells as clusters (the default) CR1 counts 18 clusters
+    assert stats.within_slope(df.y, df.x, df.cell, draws=10).clusters == 18
+
+
+def _cr2_by_matrices(df):
+    """CR2 and its Bell–McCaffrey df written out with the full design [x, cell indicators]: A_g the
+    Moore–Penrose inverse square root of I − H_gg, Ω = Q Qᵀ with Q_g = (row of x in (XᵀX)⁻¹Xᵀ)_g A_g (I − H)_g."""
+    x = np.column_stack([df.x.values, pd.get_dummies(df.cell, dtype=float).values])
+    xtx_inv = np.linalg.inv(x.T @ x)
+    hat = x @ xtx_inv @ x.T
+    resid = df.y.values - hat @ df.y.values
+    weights = (xtx_inv @ x.T)[0]
+    rows, var = [], 0.0
+    for g in sorted(df.d.unique()):
+        idx = np.flatnonzero(df.d.values == g)
+        lam, vec = np.linalg.eigh(np.eye(len(idx)) - hat[np.ix_(idx, idx)])
+        inv_sqrt = (vec * np.where(lam > 1e-10, 1 / np.sqrt(np.clip(lam, 1e-10, None)), 0.0)) @ vec.T
+        var += float(weights[idx] @ inv_sqrt @ resid[idx]) ** 2
+        rows.append(weights[idx] @ inv_sqrt @ (np.eye(len(df)) - hat)[idx])
+    omega = np.array(rows) @ np.array(rows).T
+    return np.sqrt(var), np.trace(omega) ** 2 / np.trace(omega @ omega)
+
+
+def test_within_slope_cr2_and_its_df_are_the_matrix_formulas():
+    df = _cells_panel(seed=12, datasets=5, variants=2, seeds=3)
+    df.loc[df.d == 0, "x"] *= 6.0  # one dataset holds most of the variation of x: unequal leverage
+    res = stats.within_slope(df.y, df.x, df.cell, df.d, draws=10)
+    se, dof = _cr2_by_matrices(df)
+    assert res.se_cluster == pytest.approx(se, rel=1e-9)
+    assert res.df_cluster == pytest.approx(dof, rel=1e-9)
+    assert res.df_cluster < 3.0 < res.clusters - 1  # the leverage leaves fewer effective clusters
+    assert stats.cr2_df(np.full(7, 1 / 7)) == pytest.approx(6.0, rel=1e-12)
+    with pytest.raises(ValueError, match="each be < 1"):
+        stats.cr2_df([1.0, 0.0])
+
+
+def test_within_slope_cr2_keeps_its_size_where_cr1_does_not():
+    # 12 datasets, one of which holds most of x's seed-to-seed variation, no effect: CR1 on 11 df rejects over
+    # twice as often as it should (0.12), CR2 on its Bell–McCaffrey df at most 5% (0.02: conservative)
+    rng = np.random.default_rng(13)
+    cell = np.repeat(np.arange(24), 3)
+    data = cell // 2
+    scale = np.where(data == 0, 4.0, 1.0)
+    cr1 = cr2 = 0
+    sims = 1500
+    for _ in range(sims):
+        x, y = rng.normal(size=72) * scale, rng.normal(size=72)
+        res = stats.within_slope(y, x, cell, data, draws=2)
+        cr1 += abs(res.slope / res.se_cr1) > sps.t.ppf(0.975, 11)
+        cr2 += res.p_cluster < 0.05
+    assert cr1 / sims > 0.09
+    assert cr2 / sims < 0.05
+
+
+def test_within_slope_sees_the_within_effect_that_the_additive_fit_mixes_with_the_confound():
+    # the cells whose x is high have high y (confound 2.0), while within cells y falls with x (-0.5)
+    df = _cells_panel(seed=1, datasets=8, seeds=5, within=-0.5, confound=3.0)
+    res = stats.within_slope(df.y, df.x, df.cell, df.d)
+    assert res.high < 0 and res.low < -0.5 < res.high
+    additive = stats.fixed_effects(df.y, df.x, {"d": df.d, "v": df.v}, df.d, draws=200)
+    assert additive.slope > 0  # the additive effects leave the dataset × variant confound in
+
+
+def test_within_slope_bootstrap_is_the_brute_force_loop_over_resampled_clusters():
+    df = _cells_panel(seed=2)
+    res = stats.within_slope(df.y, df.x, df.cell, df.d, draws=60, seed=7)
+    rng = np.random.default_rng(7)
+    labels = sorted(df.d.astype(str).unique())
+    boots = []
+    for _ in range(60):
+        parts = [df[df.d.astype(str) == labels[i]] for i in rng.integers(0, len(labels), len(labels))]
+        sub = pd.concat(parts)
+        g = sub.groupby("cell")
+        xw, yw = sub.x - g.x.transform("mean"), sub.y - g.y.transform("mean")
+        boots.append(np.sum(xw * yw) / np.sum(xw**2))
+    assert res.draws == 60
+    assert (res.boot_low, res.boot_high) == pytest.approx(tuple(np.percentile(boots, [2.5, 97.5])), rel=1e-10)
+    assert res.boot_se == pytest.approx(np.std(boots, ddof=1), rel=1e-10)
+
+
+def test_within_slope_refuses_what_it_cannot_estimate():
+    df = _cells_panel(seeds=2)
+    with pytest.raises(ValueError, match="does not vary within any cell"):
+        stats.within_slope(df.y, df.groupby("cell").x.transform("mean"), df.cell, df.d)
+    with pytest.raises(ValueError, match="lies in two clusters"):
+        stats.within_slope(df.y, df.x, df.cell, df.s)
+    with pytest.raises(ValueError, match=r"cell must have shape \(36,\)"):
+        stats.within_slope(df.y, df.x, df.cell[:3], df.d)
+
+
+def test_dose_response_matches_statsmodels_fit_contrasts_and_lack_of_fit():
+    import statsmodels.api as sm
+    import statsmodels.formula.api as smf
+    from statsmodels.stats.anova import anova_lm
+
+    rng = np.random.default_rng(4)
+    w = np.repeat([-3.0, -1.0, -0.3, 0.0, 0.3, 1.0, 3.0], 3)
+    y = 0.1 * w - 0.05 * w**2 + 0.3 * rng.normal(size=len(w))
+    res = stats.dose_response(y, w)
+    fit = sm.OLS(y, np.vander(w, 3, increasing=True)).fit()
+    np.testing.assert_allclose(res.coef, fit.params, rtol=1e-10)
+    np.testing.assert_allclose(res.se, fit.bse, rtol=1e-10)
+    assert res.df == 18 and res.sigma == pytest.approx(np.sqrt(fit.scale), rel=1e-12)
+    assert res.doses.tolist() == [-3.0, -1.0, -0.3, 0.3, 1.0, 3.0]
+    for dose, diff, se, p, lo in zip(res.doses, res.diff, res.diff_se, res.p, res.low):
+        test = fit.t_test(np.array([[0.0, dose, dose**2]]))  # ŷ(dose) − ŷ(0)
+        assert (diff, se, p) == pytest.approx((float(test.effect[0]), float(test.sd[0, 0]), float(test.pvalue)),
+                                              rel=1e-9)
+        assert lo == pytest.approx(float(test.conf_int()[0, 0]), rel=1e-9)
+    frame = pd.DataFrame({"y": y, "w": w})
+    table = anova_lm(smf.ols("y ~ w + I(w**2)", frame).fit(), smf.ols("y ~ C(w)", frame).fit())
+    assert (res.lack_f, res.lack_p) == pytest.approx((table.F[1], table["Pr(>F)"][1]), rel=1e-9)
+    assert res.lack_df == (4, 14)
+    assert res.pure_sd == pytest.approx(np.sqrt(table.ssr[1] / 14), rel=1e-12)
+
+
+def test_dose_response_refuses_bad_designs():
+    w = np.repeat([-1.0, 0.0, 1.0], 2)
+    with pytest.raises(ValueError, match="control 0.5 is not one of the doses"):
+        stats.dose_response(np.arange(6.0), w, control=0.5)
+    with pytest.raises(ValueError, match=r"degree must be an integer in \[1, 2\]"):
+        stats.dose_response(np.arange(6.0), w, degree=3)
+    assert np.isnan(stats.dose_response(np.arange(6.0), w, degree=2).lack_f)  # as many coefficients as arms
+
+
+def test_dunnett_is_scipys_with_pooled_t_and_the_critical_value_matches_it():
+    rng = np.random.default_rng(5)
+    control, arms = rng.normal(size=4), [rng.normal(m, 1.0, size=4) for m in (0.0, 1.5, -2.0)]
+    res = stats.dunnett(arms, control, seed=1)
+    pooled = np.sqrt(sum(np.sum((a - a.mean()) ** 2) for a in [control, *arms]) / res.df)
+    np.testing.assert_allclose(res.t, res.diff / (pooled * np.sqrt(0.5)), rtol=1e-10)
+    assert res.df == 12
+    # independent route: the level at which the quadrature's critical value is |t| is the p-value, up to scipy's
+    # quasi-Monte Carlo error
+    for t, p in zip(res.t, res.p):
+        assert p == pytest.approx(_dunnett_p(3, 12, abs(t)), abs=2e-3)
+    with pytest.raises(ValueError, match="at least one arm"):
+        stats.dunnett([], control)
+
+
+def _dunnett_p(k, df, t):
+    """P(max |T_i| > t): the alpha whose critical value is t, by bisection on the library's critical value."""
+    from scipy import optimize
+    return optimize.brentq(lambda a: stats.dunnett_critical(k, df, a) - t, 1e-9, 1 - 1e-9, xtol=1e-5)
+
+
+@pytest.mark.parametrize(("k", "df"), [(6, 14), (3, 8), (2, None)])
+def test_dunnett_critical_is_where_scipys_dunnett_p_equals_alpha(k, df):
+    c = stats.dunnett_critical(k, df)
+    n = 3 if df is None else (df + k + 1) // (k + 1)
+    groups = np.random.default_rng(0).normal(size=(k + 1, n if df is not None else 400))
+    groups -= groups.mean(1, keepdims=True)
+    pooled = np.sqrt(np.sum(groups**2) / (groups.size - k - 1))
+    arms = [g.copy() for g in groups[1:]]
+    arms[0] += c * pooled * np.sqrt(2 / groups.shape[1])  # t of the first arm = c exactly
+    res = sps.dunnett(*arms, control=groups[0], random_state=3)
+    assert res.statistic[0] == pytest.approx(c, rel=1e-9)
+    assert res.pvalue[0] == pytest.approx(0.05, abs=1.5e-3 if df is not None else 3e-3)
+
+
+def test_dunnett_critical_special_cases():
+    assert stats.dunnett_critical(1, 10) == pytest.approx(sps.t.ppf(0.975, 10), rel=1e-12)
+    assert stats.dunnett_critical(1) == pytest.approx(1.959964, rel=1e-6)
+    assert stats.dunnett_critical(6) == pytest.approx(2.567, abs=5e-4)  # Dunnett's (1964) table: 2.57
+    assert stats.dunnett_critical(6, 14) > stats.dunnett_critical(6, 60) > stats.dunnett_critical(6)
+    with pytest.raises(ValueError, match="k must be an integer >= 1"):
+        stats.dunnett_critical(0, 10)
+
+
+def test_dunnett_power_is_the_rejection_rate_of_the_simulated_test():
+    k, n, sd, delta = 4, 5, 1.0, 1.6
+    rng = np.random.default_rng(6)
+    sims = 20000
+    data = rng.normal(size=(sims, k + 1, n)) * sd
+    data[:, 1] += delta
+    means = data.mean(2)
+    pooled = np.sqrt(np.sum((data - means[..., None]) ** 2, (1, 2)) / ((k + 1) * (n - 1)))
+    t = (means[:, 1] - means[:, 0]) / (pooled * np.sqrt(2 / n))
+    rate = np.mean(np.abs(t) > stats.dunnett_critical(k, (k + 1) * (n - 1)))
+    power = stats.dunnett_power(delta, sd, n, k)
+    assert rate == pytest.approx(power, abs=4 * np.sqrt(power * (1 - power) / sims))
+
+
+def test_seeds_per_arm_is_the_first_n_with_the_power():
+    delta, sd = np.log(1.2), 0.344
+    n = stats.seeds_per_arm(delta, sd, 1)
+    assert stats.dunnett_power(delta, sd, n, 1) >= 0.8 > stats.dunnett_power(delta, sd, n - 1, 1)
+    assert n == 57  # the pooled two-sample t-test; with 6 arms against one control Dunnett asks for more
+    assert stats.seeds_per_arm(delta, sd, 6) > n
+    with pytest.raises(ValueError, match="more than max_n"):
+        stats.seeds_per_arm(1e-3, 1.0, 1, max_n=100)
+
+
+def test_variance_components_match_statsmodels_reml_on_a_balanced_design():
+    import statsmodels.api as sm
+
+    df = _cells_panel(seed=8, datasets=7, variants=3, seeds=3)
+    res = stats.variance_components(df.y, {"d": df.d, "v": df.v}, df.cell)
+    fixed = np.column_stack([np.ones(len(df)), pd.get_dummies(df.d, drop_first=True, dtype=float),
+                             pd.get_dummies(df.v, drop_first=True, dtype=float)])
+    reml = sm.MixedLM(df.y.values, fixed, groups=df.cell.values).fit(reml=True)
+    assert res.within == pytest.approx(reml.scale, rel=1e-4)
+    assert res.cell == pytest.approx(float(np.asarray(reml.cov_re)[0, 0]), rel=1e-4)
+    assert (res.within_df, res.residual_df) == (42, 63 - 9)
+    # one row per cell: the seed variance comes from elsewhere, and the cell variance is what is left of the
+    # additive fit's residual variance (balanced: tr(ZᵀMZ) = the residual df)
+    one = df[df.s == 0]
+    res1 = stats.variance_components(one.y, {"d": one.d, "v": one.v}, one.cell, within=(0.3, 6))
+    assert res1.cell == pytest.approx(res1.residual - 0.3, rel=1e-10) and res1.within_df == 6
+    with pytest.raises(ValueError, match="no cell has two rows"):
+        stats.variance_components(one.y, {"d": one.d, "v": one.v}, one.cell)
+
+
+def test_variance_components_are_unbiased_on_an_unbalanced_design():
+    # cells of 1 to 4 seeds: the method of moments is unbiased where a balanced shortcut (tr(ZᵀMZ) = residual df)
+    # is not; the mean over 300 simulated designs lands on the true components
+    rng = np.random.default_rng(14)
+    seeds = rng.integers(1, 5, size=40)
+    cell = np.repeat(np.arange(40), seeds)
+    d, v = cell // 4, cell % 4
+    est = []
+    for _ in range(300):
+        y = (rng.normal(size=10)[d] + rng.normal(size=4)[v] + 1.5 * rng.normal(size=40)[cell]
+             + 0.5 * rng.normal(size=len(cell)))
+        res = stats.variance_components(y, {"d": d, "v": v}, cell)
+        est.append((res.within, res.cell))
+    within, cell_var = np.mean(est, 0)
+    assert within == pytest.approx(0.25, rel=0.03)
+    assert cell_var == pytest.approx(2.25, rel=0.06)
+
+
+def test_variance_bound_covers_with_its_confidence():
+    rng = np.random.default_rng(9)
+    df, sims = 6, 40000
+    s2 = rng.chisquare(df, sims) / df  # estimates of σ² = 1
+    upper = np.array([stats.variance_bound(v, df, 0.8) for v in s2[:2000]])
+    assert np.mean(upper >= 1.0) == pytest.approx(0.8, abs=0.03)
+    assert stats.variance_bound(1.0, df, 0.8) == pytest.approx(df / sps.chi2.ppf(0.2, df), rel=1e-12)
+    assert stats.variance_bound(1.0, df, 0.8, upper=False) == pytest.approx(df / sps.chi2.ppf(0.8, df), rel=1e-12)
+    with pytest.raises(ValueError, match="confidence in"):
+        stats.variance_bound(1.0, 6, 1.5)
+
+
+@pytest.mark.parametrize("seeds", [1, 3])
+def test_slope_variance_is_the_exact_variance_of_each_estimator(seeds):
+    df = _cells_panel(seed=10, datasets=6, variants=3, seeds=seeds)
+    n, cell_var, within_var = len(df), 0.7, 0.3
+    factors = np.column_stack([np.ones(n), pd.get_dummies(df.d, drop_first=True, dtype=float),
+                               pd.get_dummies(df.v, drop_first=True, dtype=float)])
+    z = pd.get_dummies(df.cell, dtype=float).values
+    x = df.x.values
+    x_add = x - factors @ np.linalg.lstsq(factors, x, rcond=None)[0]
+    means = (z.T @ x_add) / z.sum(0)
+    a, w = float(np.sum(means**2)), float(np.sum((x - z @ ((z.T @ x) / z.sum(0))) ** 2))
+    cov = cell_var * z @ z.T + within_var * np.eye(n)
+    additive = x_add @ cov @ x_add / (x_add @ x_add) ** 2  # OLS with additive effects, written out
+    assert stats.slope_variance("additive", a, w, cell_var, within_var, seeds) == pytest.approx(additive, rel=1e-10)
+    inv = np.linalg.inv(cov)
+    design = np.column_stack([x, factors])
+    gls = np.linalg.inv(design.T @ inv @ design)[0, 0]  # GLS with the true components
+    assert stats.slope_variance("mixed", a, w, cell_var, within_var, seeds) == pytest.approx(gls, rel=1e-9)
+    if seeds > 1:
+        assert stats.slope_variance("within", a, w, cell_var, within_var, seeds) == pytest.approx(within_var / w)
+        # and by simulation: the within estimator's spread over draws of y
+        rng = np.random.default_rng(11)
+        draws = rng.multivariate_normal(np.zeros(n), cov, size=4000)
+        slopes = [stats.within_slope(y, x, df.cell, draws=2).slope for y in draws[:400]]
+        assert np.var(slopes, ddof=1) == pytest.approx(within_var / w, rel=0.2)
+    with pytest.raises(ValueError, match="analysis must be"):
+        stats.slope_variance("pooled", a, w, cell_var, within_var, seeds)

@@ -2,10 +2,12 @@
 
 `build(source, tokenizer, key, ...)` returns a `Corpus`: sequences [n, T] of token ids for training, the held
 out (context, target) series for forecasting, and the tokenizer. Sources: "teacher" (the values of sequences
-sampled from one fixed log-linear teacher, a numeric series with a known next-value law), "gp:<kernel>",
-"real:<name>", and your own series from a file: "csv:PATH[:COLUMN]" or "npy:PATH" (`from_series` takes them
-as arrays). All become value series first, so every source is tokenized, split by time and forecast
-the same way. The MASK token of the encoder objective is id tokenizer.vocab (so models use vocab + 1).
+sampled from one fixed log-linear teacher, a numeric series with a known next-value law), "gp:<kernel>" (a
+single kernel such as gp:rbf_0.1, a KernelSynth dataset such as gp:ks_000, or a composition such as
+gp:rbf_1+seasonality_24: `isojax.data.gp`), "real:<name>", and your own series from a file:
+"csv:PATH[:COLUMN]" or "npy:PATH" (`from_series` takes them as arrays). All become value series first, so
+every source is tokenized, split by time and forecast the same way. The MASK token of the encoder objective
+is id tokenizer.vocab (so models use vocab + 1).
 """
 
 from __future__ import annotations
@@ -74,8 +76,8 @@ def _series(source: str, key, count: int, length: int) -> list[np.ndarray]:
         t = teacher.make_teacher(jax.random.PRNGKey(TEACHER_KEY))
         return list(np.asarray(teacher.sample_series(key, t, count, length), np.float64))
     if source.startswith("gp:"):
-        keys = jax.random.split(key, count)
-        return [np.asarray(gp.sample(k, source[3:], length), np.float64) for k in keys]
+        # one eigen-decomposition per kernel (cached), each series as gp.sample draws it on split(key, count)[i]
+        return list(np.asarray(gp.sample_many(key, source[3:], count, length), np.float64))
     if source.startswith("real:"):
         return real.load(source[5:])
     raise ValueError(f"source must be 'teacher', 'gp:<kernel>', 'real:<name>', 'csv:PATH[:COLUMN]' or 'npy:PATH', "
