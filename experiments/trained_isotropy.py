@@ -26,31 +26,44 @@ from isojax.runs import results
 # the 10 GP kernels, the real sets and the teacher. fertility is left out: its 40 series of 54 yearly values
 # are shorter than one 64-token window of the bin tokenizer (one token per value)
 DATASETS = [f"gp:{k}" for k in gp.KERNELS] + [f"real:{n}" for n in real.SETS if n != "fertility"] + ["teacher"]
-# --quick trains the first variant on every dataset and the others on these six
+# the design's extra datasets: the first 16 KernelSynth compositions (docs/statistics.md, the power analysis)
+SYNTH = [f"gp:{name}" for name in list(gp.SYNTH)[:16]]
+# the smaller sizes' datasets
 CORE = ["gp:rbf_0.1", "gp:seasonality_24", "gp:white_1", "real:sunspots", "real:nile", "teacher"]
-# (tokenizer, architecture): the columns of the by-layer figures
-VARIANTS = [("bins", "decoder"), ("bins", "encoder"), ("bins", "decoder-deep-wide"), ("digits", "decoder"),
-            ("digits", "encoder"), ("digits", "decoder-deep-wide")]
+# (tokenizer, architecture): the columns of the by-layer figures. The deep-wide decoder (recipes.ARCHITECTURES)
+# costs 4x to train and is left out of the design (docs/statistics.md)
+VARIANTS = [("bins", "decoder"), ("bins", "encoder"), ("digits", "decoder"), ("digits", "encoder")]
 LABEL = {"decoder": "decoder", "encoder": "encoder", "decoder-deep-wide": "deep-wide dec.", "bins": "bin tokens",
          "digits": "digit tokens"}
 PCA_SOURCES = ["gp:rbf_0.1", "gp:seasonality_24", "real:sunspots", "teacher"]
+# "per sd" of the design's target: the pilot's sd of last-layer IsoScore net of the dataset and variant effects
+# (full/tables/t6_design_components.csv), a fixed unit so that every run and analysis is judged on one scale
+DESIGN_UNIT = 0.0543
+TARGET = float(np.log(1.2))  # the effect the design is powered for: NMSE × 1.2 per unit
 
 
 MEASURES = ("isoscore_last", "clustered_cosine_last", "isoscore_mean")
 # what each measure measures: the hypothesis "isotropy helps forecasting" predicts a negative slope of log NMSE
 # on an isotropy measure (IsoScore) and a positive one on an anisotropy measure (clustered cosine)
 DIRECTION = {"isoscore_last": "isotropy", "clustered_cosine_last": "anisotropy", "isoscore_mean": "isotropy"}
-# runs: which (dataset, tokenizer, architecture) triples train, for how many steps, with which seeds
+# forecast errors the slope is fitted to: the study's NMSE first, then scale-free and probabilistic ones
+OUTCOMES = ("nmse", "mase", "scaled_crps")
+
+
+def _design(datasets, seeds, steps, evaluation=None):
+    out = dict(runs=[(d, t, a) for t, a in VARIANTS for d in datasets], steps=steps, seeds=list(seeds))
+    return out if evaluation is None else {**out, "evaluation": evaluation}
+
+
+# runs: which (dataset, tokenizer, architecture) triples train, for how many steps, with which seeds.
 SIZES = {
-    # three runs per dataset: a within-dataset Spearman ρ needs three
-    "tiny": dict(runs=[(d, t, a) for d in ("gp:rbf_0.1", "real:nile", "teacher")
-                       for t, a in (*VARIANTS[:2], VARIANTS[3])],
-                 steps=10, seeds=[0], evaluation=dict(windows=4, samples=4, draws=200, rows=256)),
-    # the first variant on every dataset, the next three on the six core datasets; one seed (time budget)
-    "quick": dict(runs=[(d, t, a) for t, a in VARIANTS[:4] for d in (DATASETS if (t, a) == VARIANTS[0] else CORE)],
-                  steps=100, seeds=[0]),
-    # three seeds per configuration, so that the slope is also estimated from seed-to-seed variation
-    "full": dict(runs=[(d, t, a) for t, a in VARIANTS for d in DATASETS], steps=400, seeds=[0, 1, 2]),
+    # three runs per dataset (a within-dataset Spearman ρ needs three) and two seeds per cell (the within slope)
+    "tiny": dict(runs=[(d, t, a) for d in ("gp:rbf_0.1", "real:nile", "teacher") for t, a in VARIANTS[::3]],
+                 steps=10, seeds=[0, 1], evaluation=dict(windows=4, samples=4, draws=200, rows=256)),
+    # the same design, small: no power (a demonstration of the pipeline that fits the quick budget)
+    "quick": _design(CORE, [0, 1], 100, dict(windows=8, samples=8, draws=500, rows=512)),
+    # the design the power analysis chose before it ran: 33 datasets × 4 variants × 5 seeds, within-cell slope
+    "full": _design(DATASETS + SYNTH, range(5), 400),
 }
 
 
@@ -125,28 +138,79 @@ def _factors(summary: list[dict]) -> dict:
     return {"data": [s["data"] for s in summary], "variant": [f"{s['tokenizer']}|{s['arch']}" for s in summary]}
 
 
+def _verdict(low: float, high: float, slope: float, sign: int) -> str:
+    if low > 0 or high < 0:
+        return "supports" if np.sign(slope) == sign else "contradicts"
+    return "no effect detected"
+
+
 def effect_rows(summary: list[dict], seed: int = 0, draws: int = 2000) -> list[dict]:
-    """Per measure: OLS slope of log NMSE on the measure with dataset and variant effects, its cluster-bootstrap
-    95% interval (datasets resampled), the minimum detectable slope (80% power, alpha 0.05, from the bootstrap
-    se) and both per unit and per sd of the measure's within-cell variation, with the sign that would support
-    "isotropy helps forecasting"."""
-    y, factors, rows = np.log([s["nmse"] for s in summary]), _factors(summary), []
-    for m in MEASURES:
-        fe = stats.fixed_effects(y, [s[m] for s in summary], factors, factors["data"], draws=draws, seed=seed)
-        mde = stats.minimum_detectable_effect(fe.boot_se)
-        sign = -1 if DIRECTION[m] == "isotropy" else 1
-        if fe.low > 0 or fe.high < 0:
-            verdict = "supports" if np.sign(fe.slope) == sign else "contradicts"
-        else:
-            verdict = "no effect detected"
-        rows.append({"measure": m, "measures": DIRECTION[m], "supports_if": "slope < 0" if sign < 0 else "slope > 0",
-                     "slope": fe.slope, "ci_low": fe.low, "ci_high": fe.high, "boot_se": fe.boot_se, "se_ols": fe.se,
-                     "p_ols": fe.p, "mde": mde, "mde_ols": stats.minimum_detectable_effect(fe.se),
-                     "x_resid_sd": fe.x_resid_sd, "slope_per_sd": fe.slope * fe.x_resid_sd,
-                     "ci_low_per_sd": fe.low * fe.x_resid_sd, "ci_high_per_sd": fe.high * fe.x_resid_sd,
-                     "mde_per_sd": mde * fe.x_resid_sd, "resid_sd": fe.resid_sd, "df": fe.df, "runs": fe.n,
-                     "datasets": fe.clusters, "seeds": len({s.get("seed", 0) for s in summary}), "draws": fe.draws,
-                     "verdict": verdict})
+    """Per outcome (log NMSE, log MASE, log scaled CRPS) and measure, two analyses of the slope of log error on
+    the measure, with the sign that would support "isotropy helps forecasting":
+    - "within cell" (the design's primary analysis): one effect per dataset × tokenizer × architecture cell, so
+      the slope comes from seed-to-seed variation alone (`stats.within_slope`; CR2 interval clustered by dataset
+      on its Bell–McCaffrey df, and the MDE at 80% power on those df);
+    - "additive" (secondary: between configurations): dataset and variant effects (`stats.fixed_effects`, its
+      cluster bootstrap over datasets).
+    Slopes per unit of the measure, per its sd net of the dataset and variant effects (this run's), and for
+    last-layer IsoScore per the design's fixed unit (DESIGN_UNIT, with the target log 1.2 beside it)."""
+    factors, rows = _factors(summary), []
+    cells = [f"{s['data']}|{s['tokenizer']}|{s['arch']}" for s in summary]
+    data = [s["data"] for s in summary]
+    seeds = len({s.get("seed", 0) for s in summary})
+    for outcome in OUTCOMES:
+        if outcome not in summary[0]:
+            continue
+        y = np.log([s[outcome] for s in summary])
+        for m in MEASURES:
+            x = [s[m] for s in summary]
+            sign = -1 if DIRECTION[m] == "isotropy" else 1
+            fe = stats.fixed_effects(y, x, factors, data, draws=draws, seed=seed)
+            unit = DESIGN_UNIT if m == "isoscore_last" else float("nan")
+            base = {"outcome": f"log {outcome}", "measure": m, "measures": DIRECTION[m],
+                    "supports_if": "slope < 0" if sign < 0 else "slope > 0", "x_resid_sd": fe.x_resid_sd,
+                    "design_unit": unit, "target_per_unit": TARGET if m == "isoscore_last" else float("nan"),
+                    "runs": len(summary), "datasets": len(set(data)), "seeds": seeds}
+            if seeds > 1:
+                w = stats.within_slope(y, x, cells, data, draws=draws, seed=seed)
+                mde = stats.minimum_detectable_effect(w.se_cluster, df=w.df_cluster)
+                rows.append({**base, "analysis": "within cell", "slope": w.slope, "ci_low": w.low, "ci_high": w.high,
+                             "se": w.se_cluster, "df": w.df_cluster, "p": w.p_cluster, "mde": mde,
+                             "slope_per_sd": w.slope * fe.x_resid_sd, "ci_low_per_sd": w.low * fe.x_resid_sd,
+                             "ci_high_per_sd": w.high * fe.x_resid_sd, "mde_per_sd": mde * fe.x_resid_sd,
+                             "slope_per_unit": w.slope * unit, "ci_low_per_unit": w.low * unit,
+                             "ci_high_per_unit": w.high * unit, "mde_per_unit": mde * unit,
+                             "x_within_sd": w.x_within_sd, "resid_sd": w.resid_sd, "cells": w.cells,
+                             "clusters": w.clusters, "boot_low": w.boot_low, "boot_high": w.boot_high,
+                             "verdict": _verdict(w.low, w.high, w.slope, sign)})
+            mde = stats.minimum_detectable_effect(fe.boot_se)
+            rows.append({**base, "analysis": "additive", "slope": fe.slope, "ci_low": fe.low, "ci_high": fe.high,
+                         "se": fe.boot_se, "df": fe.df, "p": fe.p, "mde": mde,
+                         "slope_per_sd": fe.slope * fe.x_resid_sd, "ci_low_per_sd": fe.low * fe.x_resid_sd,
+                         "ci_high_per_sd": fe.high * fe.x_resid_sd, "mde_per_sd": mde * fe.x_resid_sd,
+                         "slope_per_unit": fe.slope * unit, "ci_low_per_unit": fe.low * unit,
+                         "ci_high_per_unit": fe.high * unit, "mde_per_unit": mde * unit,
+                         "x_within_sd": float("nan"), "resid_sd": fe.resid_sd, "cells": len(set(cells)),
+                         "clusters": fe.clusters, "boot_low": fe.low, "boot_high": fe.high,
+                         "verdict": _verdict(fe.low, fe.high, fe.slope, sign)})
+    return rows
+
+
+def skill_rows(summary: list[dict]) -> list[dict]:
+    """Per variant (tokenizer × architecture) and over all runs: how many runs beat seasonal-naive (their MASE
+    skill interval below 1, on the same windows), and the median and quartiles of each metric's skill."""
+    groups = {f"{t}|{a}": [s for s in summary if (s["tokenizer"], s["arch"]) == (t, a)] for t, a in _variants(summary)}
+    groups["all runs"] = summary
+    rows = []
+    for name, sel in groups.items():
+        row = {"variant": name, "runs": len(sel), "beat_seasonal_naive": int(sum(bool(s["beats_seasonal_naive"])
+                                                                                 for s in sel))}
+        for metric in OUTCOMES:
+            skill = np.array([s[f"{metric}_skill"] for s in sel], float)
+            q = np.nanpercentile(skill, [25, 50, 75]) if np.isfinite(skill).any() else [np.nan] * 3
+            row.update({f"{metric}_skill_q25": float(q[0]), f"{metric}_skill_median": float(q[1]),
+                        f"{metric}_skill_q75": float(q[2])})
+        rows.append(row)
     return rows
 
 
@@ -181,7 +245,8 @@ def by_tokenizer_rows(summary: list[dict]) -> list[dict]:
 
 def analyse(folder: Path, seed: int = 0) -> list[Path]:
     """From results/trained_isotropy_runs.csv alone (no training): the tables trained_isotropy_effects
-    (fixed-effects slopes, intervals, MDE), trained_isotropy_confound (variance shares) and
+    (within-cell and additive slopes, intervals, MDE), trained_isotropy_skill (who beats seasonal-naive),
+    trained_isotropy_confound (variance shares) and
     trained_isotropy_by_tokenizer, written next to it. Runs without a seed column count as seed 0."""
     folder = Path(folder)
     summary = results.read_table(folder / "trained_isotropy_runs.csv")
@@ -189,6 +254,8 @@ def analyse(folder: Path, seed: int = 0) -> list[Path]:
               "seeds": sorted({s.get("seed", 0) for s in summary})}
     return [results.save_table(effect_rows(summary, seed), folder / "trained_isotropy_effects.csv",
                              {"name": "trained_isotropy_effects", "draws": 2000, **config}),
+            results.save_table(skill_rows(summary), folder / "trained_isotropy_skill.csv",
+                               {"name": "trained_isotropy_skill", **config}),
             results.save_table(confound_rows(summary), folder / "trained_isotropy_confound.csv",
                              {"name": "trained_isotropy_confound", **config}),
             results.save_table(by_tokenizer_rows(summary), folder / "trained_isotropy_by_tokenizer.csv",
@@ -224,7 +291,11 @@ def plot(out: Path, size: str = "quick") -> list[Path]:
             if r["scope"] == "pooled over runs"}
     within = {r["measure"]: (r["spearman_rho"], r["ci_low"], r["ci_high"], int(r["datasets"])) for r in rho
               if r["scope"] != "pooled over runs"}
-    effects = {r["measure"]: r for r in results.read_table(folder / "trained_isotropy_effects.csv")}
+    # the headline slope of each measure: log NMSE, the design's analysis (within cell) where there are seeds
+    effects = {}
+    for r in results.read_table(folder / "trained_isotropy_effects.csv"):
+        if r["outcome"] == "log nmse" and (r["measure"] not in effects or r["analysis"] == "within cell"):
+            effects[r["measure"]] = r
     fig_dir = Path(out) / "figures"
     # the by-layer figures show one seed (the first); the scatter shows every run
     first = min(s.get("seed", 0) for s in summary)
@@ -296,7 +367,7 @@ def pca_figure(rows: list[dict], fig_dir: Path) -> list[Path]:
 def isotropy_vs_nmse_figure(summary: list[dict], corr: dict, within: dict, fig_dir: Path,
                             effects: dict | None = None) -> list[Path]:
     """Last-layer isotropy against NMSE over all runs (colour = architecture, marker = tokenizer), with ρ and,
-    where `effects` (rows of trained_isotropy_effects by measure) is given, the fixed-effects slope."""
+    where `effects` (rows of trained_isotropy_effects by measure) is given, the headline slope."""
     variants = _variants(summary)
     fig, axes = plots.figure(1, 2, width=plots.SINGLE * 1.8, height=2.3)
     archs = list(dict.fromkeys(a for _, a in variants))
@@ -311,8 +382,9 @@ def isotropy_vs_nmse_figure(summary: list[dict], corr: dict, within: dict, fig_d
         title = f"pooled ρ = {r:.2f} [{lo:.2f}, {hi:.2f}]\nwithin dataset ρ = {inside}"
         if effects and m in effects:
             e = effects[m]
-            title += (f"\nFE slope of log NMSE per sd = {e['slope_per_sd']:.2f} [{e['ci_low_per_sd']:.2f}, "
-                      f"{e['ci_high_per_sd']:.2f}], MDE {e['mde_per_sd']:.2f}; supports if {e['supports_if']}")
+            title += (f"\n{e['analysis']} slope of log NMSE per sd = {e['slope_per_sd']:.2f} "
+                      f"[{e['ci_low_per_sd']:.2f}, {e['ci_high_per_sd']:.2f}], MDE {e['mde_per_sd']:.2f}; "
+                      f"supports if {e['supports_if']}")
         ax.set_title(title, fontsize=5)
         ax.set_xlabel({"isoscore_last": "IsoScore, last layer",
                        "clustered_cosine_last": "clustered cosine, last layer"}[m])
@@ -320,8 +392,8 @@ def isotropy_vs_nmse_figure(summary: list[dict], corr: dict, within: dict, fig_d
         ax.set_yscale("log")
     axes[0, 0].legend(frameon=False, fontsize=5)
     seeds = len({s.get("seed", 0) for s in summary})
-    fig.suptitle(f"{len(summary)} runs ({seeds} seed{'s' if seeds > 1 else ''}); Spearman ρ and fixed-effects "
-                 "(dataset, variant) slope, bootstrap 95% intervals", fontsize=6)
+    fig.suptitle(f"{len(summary)} runs ({seeds} seed{'s' if seeds > 1 else ''}); Spearman ρ (bootstrap 95%) and the "
+                 "slope of log NMSE (within dataset × variant cells where there are seeds: CR2 95%)", fontsize=6)
     return plots.save(fig, fig_dir, "t6_isotropy_vs_nmse")
 
 
