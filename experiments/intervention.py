@@ -19,13 +19,17 @@ from isojax import isotropy, plots, stats
 from isojax.models import ensemble
 from isojax.runs import results
 
+# seeds: how many per arm on each dataset (seeds 0 .. n - 1). --full: the power analysis' choice before the run
+# (docs/statistics.md): three arms, and the seeds per arm that detect a 20% change of NMSE against w = 0 with
+# 80% power after Dunnett's adjustment, at the pilot's 80% upper bound of each dataset's seed sd
 SIZES = {
-    "tiny": dict(strengths=[-1.0, 0.0, 1.0], seeds=[0], datasets=["gp:seasonality_24"], steps=10,
+    "tiny": dict(strengths=[-1.0, 0.0, 1.0], seeds={"gp:seasonality_24": 2}, steps=10,
                  evaluation=dict(windows=4, samples=4, draws=200, rows=256)),
-    "quick": dict(strengths=[-1.0, -0.3, 0.0, 0.3, 1.0], seeds=[0, 1], datasets=["gp:seasonality_24", "real:sunspots"],
-                  steps=100),
-    "full": dict(strengths=[-3.0, -1.0, -0.3, 0.0, 0.3, 1.0, 3.0], seeds=[0, 1, 2],
-                 datasets=["gp:seasonality_24", "real:sunspots", "teacher"], steps=400),
+    # the same design, small: no power (a demonstration that fits the quick budget)
+    "quick": dict(strengths=[-1.0, 0.0, 1.0], seeds={"gp:seasonality_24": 2, "real:sunspots": 2}, steps=100,
+                  evaluation=dict(windows=8, samples=8, draws=500, rows=512)),
+    "full": dict(strengths=[-1.0, 0.0, 1.0], seeds={"gp:seasonality_24": 100, "real:sunspots": 63, "teacher": 3},
+                 steps=400),
 }
 
 
@@ -40,7 +44,7 @@ def compute(out: Path, size: str = "quick", seed: int = 0) -> list[Path]:
     Every run of a dataset is one ensemble member of the same decoder, trained together."""
     out, cfg = Path(out), SIZES[size]
     runs = [ensemble.NumericRun(f"{source}|w {w:g}|seed {s}", source, "bins", "decoder", seed=s, penalty_weight=w)
-            for source in cfg["datasets"] for w in cfg["strengths"] for s in cfg["seeds"]]
+            for source, seeds in cfg["seeds"].items() for w in cfg["strengths"] for s in range(seeds)]
     evaluation = ensemble.Evaluation(**cfg.get("evaluation", {}))
     evaluated, _ = ensemble.train_and_evaluate(runs, jax.random.PRNGKey(seed), cfg["steps"],
                                                out / "results" / "models", penalty=neg_isoscore_star,
@@ -59,42 +63,82 @@ def compute(out: Path, size: str = "quick", seed: int = 0) -> list[Path]:
                              {"name": "intervention_layers", "seed": seed})] + analyse(out / "results", seed)
 
 
+MEASURES = {"log_nmse": "log NMSE", "isoscore_mean": "IsoScore, mean over blocks"}
+
+
+def _values(rows: list[dict], source: str, measure: str) -> dict[float, np.ndarray]:
+    out: dict[float, list] = {}
+    for r in rows:
+        if r["data"] == source:
+            value = np.log(float(r["nmse"])) if measure == "log_nmse" else float(r[measure])
+            out.setdefault(float(r["strength"]), []).append(value)
+    return {w: np.asarray(v) for w, v in sorted(out.items())}
+
+
 def effect_rows(rows: list[dict]) -> list[dict]:
-    """Per dataset, measure (NMSE, mean block IsoScore) and strength: mean, sample sd (ddof = 1), n and the
-    t interval of the mean; and Welch's test of that strength against w = 0 (difference, t, df, p, interval;
-    p_holm: Holm-adjusted over the strengths of one dataset and measure; mde: the difference that test detects
-    with 80% power at alpha 0.05, from its se and Welch df). "isotropy helps" predicts a lower
-    NMSE for w > 0 (diff < 0) and a higher one for w < 0 (diff > 0). The w = 0 row has no test (empty)."""
-    from statsmodels.stats.multitest import multipletests
+    """Per dataset, measure (log NMSE, mean block IsoScore) and strength: mean, sample sd (ddof = 1), n and the t
+    interval of the mean; and Dunnett's comparison with w = 0 (one variance pooled over every arm): the
+    difference, its simultaneous 95% interval, the adjusted p and the difference it detects with 80% power
+    (mde: (Dunnett's critical value + t_0.8) × the difference's se on the pooled df). "Isotropy helps" predicts
+    a lower log NMSE for w > 0 (diff < 0) and a higher one for w < 0 (diff > 0). The w = 0 row has no test."""
+    from scipy import stats as sps
 
     out = []
     for source in dict.fromkeys(r["data"] for r in rows):
-        for measure in ("nmse", "isoscore_mean"):
-            values = {}
-            for r in rows:
-                if r["data"] == source:
-                    values.setdefault(float(r["strength"]), []).append(float(r[measure]))
-            ref, group = values.get(0.0), []
-            for w in sorted(values):
-                # one seed (the tiny size) has a mean but no sd, interval or test: those cells stay empty
-                m = stats.mean_interval(values[w]) if len(values[w]) > 1 else None
-                row = {"data": source, "measure": measure, "strength": w, "mean": float(np.mean(values[w])),
+        for measure in MEASURES:
+            values = _values(rows, source, measure)
+            ref = values.get(0.0)
+            others = [w for w in values if w != 0.0]
+            testable = ref is not None and len(ref) > 1 and others and all(len(values[w]) > 1 for w in others)
+            test = stats.dunnett([values[w] for w in others], ref) if testable else None
+            if test is not None:
+                pooled = np.sqrt(sum(np.sum((v - v.mean()) ** 2) for v in values.values()) / test.df)
+                crit = stats.dunnett_critical(len(others), test.df)
+                power_q = float(sps.t.ppf(0.8, test.df))
+            for w, v in values.items():
+                m = stats.mean_interval(v) if len(v) > 1 else None
+                row = {"data": source, "measure": measure, "strength": w, "mean": float(np.mean(v)),
                        **dict(zip(("sd", "n", "mean_low", "mean_high"),
-                                  (m.sd, m.n, m.low, m.high) if m else ("", len(values[w]), "", ""), strict=True))}
-                testable = ref is not None and w != 0.0 and len(ref) > 1 and len(values[w]) > 1
-                test = stats.welch(values[w], ref) if testable else None
-                cols = ("diff_vs_0", "t", "df", "p", "diff_low", "diff_high", "mde")
-                row.update(dict(zip(cols, (*test, stats.minimum_detectable_effect(test.diff / test.t, df=test.df)),
-                                    strict=True)) if test else dict.fromkeys(cols, ""))
-                row["supports_if"] = ("" if measure != "nmse" or w == 0.0 else "diff < 0" if w > 0 else "diff > 0")
-                group.append(row)
-            tested = [r for r in group if r["p"] != ""]
-            adjusted = multipletests([r["p"] for r in tested], method="holm")[1] if tested else []
-            for r in group:
-                r["p_holm"] = ""
-            for r, p in zip(tested, adjusted, strict=True):
-                r["p_holm"] = float(p)
-            out += group
+                                  (m.sd, m.n, m.low, m.high) if m else ("", len(v), "", ""), strict=True))}
+                cols = ("diff_vs_0", "diff_low", "diff_high", "p_dunnett", "df", "mde")
+                if test is not None and w != 0.0:
+                    i = others.index(w)
+                    se = pooled * np.sqrt(1 / len(v) + 1 / len(ref))
+                    row.update(dict(zip(cols, (float(test.diff[i]), float(test.low[i]), float(test.high[i]),
+                                               float(test.p[i]), test.df, float((crit + power_q) * se)), strict=True)))
+                else:
+                    row.update(dict.fromkeys(cols, ""))
+                row["supports_if"] = ("" if measure != "log_nmse" or w == 0.0 else "diff < 0" if w > 0 else "diff > 0")
+                out.append(row)
+    return out
+
+
+def dose_rows(rows: list[dict]) -> list[dict]:
+    """Per dataset and measure: the quadratic dose-response fit of the measure against w with one variance
+    pooled over the arms (`stats.dose_response`): the linear term b1 (the average push effect; "isotropy helps"
+    predicts b1 < 0 for log NMSE) and the curvature b2 (an inverted U), each with its t interval and p, and the
+    lack-of-fit test where there are more arms than coefficients."""
+    from scipy import stats as sps
+
+    out = []
+    for source in dict.fromkeys(r["data"] for r in rows):
+        for measure in MEASURES:
+            values = _values(rows, source, measure)
+            y = np.concatenate(list(values.values()))
+            dose = np.concatenate([np.full(len(v), w) for w, v in values.items()])
+            if len(values) < 3 or len(y) <= 3 or 0.0 not in values:
+                continue
+            fit = stats.dose_response(y, dose, degree=2)
+            q = sps.t.ppf(0.975, fit.df)
+            row = {"data": source, "measure": measure, "arms": len(values), "runs": len(y), "df": fit.df,
+                   "pooled_sd": fit.sigma, "pure_sd": fit.pure_sd, "lack_of_fit_p": fit.lack_p,
+                   "supports_if": "b1 < 0" if measure == "log_nmse" else ""}
+            for j, name in ((1, "b1"), (2, "b2")):
+                b, se = float(fit.coef[j]), float(fit.se[j])
+                row.update({name: b, f"{name}_se": se, f"{name}_low": b - q * se, f"{name}_high": b + q * se,
+                            f"{name}_p": float(2 * sps.t.sf(abs(b / se), fit.df)) if se > 0 else float("nan"),
+                            f"{name}_mde": stats.minimum_detectable_effect(se, df=fit.df) if se > 0 else float("nan")})
+            out.append(row)
     return out
 
 
@@ -111,39 +155,42 @@ def spearman_rows(rows: list[dict], seed: int = 0) -> list[dict]:
 
 
 def analyse(folder: Path, seed: int = 0) -> list[Path]:
-    """From results/intervention.csv alone (no training): the tables intervention_effects and
-    intervention_spearman, written next to it."""
+    """From results/intervention.csv alone (no training): the tables intervention_effects (Dunnett per arm),
+    intervention_dose (the quadratic dose-response) and intervention_spearman, written next to it."""
     folder = Path(folder)
     rows = results.read_table(folder / "intervention.csv")
     config = {"seed": seed, "source": "intervention.csv", "runs": len(rows)}
     return [results.save_table(effect_rows(rows), folder / "intervention_effects.csv",
                              {"name": "intervention_effects", **config}),
+            results.save_table(dose_rows(rows), folder / "intervention_dose.csv",
+                               {"name": "intervention_dose", **config}),
             results.save_table(spearman_rows(rows, seed), folder / "intervention_spearman.csv",
                              {"name": "intervention_spearman", **config})]
 
 
 @plots.styled
 def plot(out: Path, size: str = "quick") -> list[Path]:
-    """Figure intervention: IsoScore and NMSE against the penalty strength, mean ± sample sd (ddof = 1) over
-    seeds."""
-    out, cfg = Path(out), SIZES[size]
-    strengths = cfg["strengths"]
+    """Figure intervention: mean block IsoScore and log NMSE against the penalty strength, mean and 95% t
+    interval over seeds per arm (an arm of one seed: its point alone, no interval), one line per dataset."""
+    out = Path(out)
     rows = results.read_table(out / "results" / "intervention.csv")
     fig, axes = plots.figure(1, 2, width=plots.SINGLE * 1.8, height=2.2)
-    for j, source in enumerate(cfg["datasets"]):
-        sel = [r for r in rows if r["data"] == source]
-        for ax, col in zip(axes[0], ("isoscore_mean", "nmse"), strict=True):
-            mean = [np.mean([r[col] for r in sel if r["strength"] == w]) for w in strengths]
-            # the sample sd (ddof = 1): with 2-3 seeds the population sd understates the spread by 18-29%
-            vals = [[r[col] for r in sel if r["strength"] == w] for w in strengths]
-            err = [np.std(v, ddof=1) if len(v) > 1 else np.nan for v in vals]  # no bar from a single seed
-            ax.errorbar(strengths, mean, err, fmt="o-", color=f"C{j}", capsize=2, label=source)
-    axes[0, 0].set_ylabel("IsoScore, mean over blocks")
-    axes[0, 1].set_ylabel("forecast NMSE")
-    for ax in axes[0]:
+    sources = list(dict.fromkeys(r["data"] for r in rows))
+    for j, source in enumerate(sources):
+        for ax, measure in zip(axes[0], MEASURES, strict=True):
+            values = _values(rows, source, measure)
+            w = np.array(list(values))
+            mean = np.array([v.mean() for v in values.values()])
+            half = np.array([(stats.mean_interval(v).high - v.mean()) if len(v) > 1 else np.nan
+                             for v in values.values()])
+            n = sorted({len(v) for v in values.values()})
+            ax.errorbar(w, mean, half, fmt="o-", color=f"C{j}", capsize=2,
+                        label=f"{source} ({'/'.join(map(str, n))} seeds per arm)")
+    for ax, measure in zip(axes[0], MEASURES, strict=True):
+        ax.set_ylabel(MEASURES[measure])
         ax.set_xlabel("penalty strength w (> 0: towards isotropy)")
-    axes[0, 0].legend(frameon=False)
-    axes[0, 0].set_title(f"the penalty moves isotropy (mean ± sample sd, {len(cfg['seeds'])} seeds)")
+    axes[0, 0].legend(frameon=False, fontsize=5)
+    axes[0, 0].set_title("the penalty moves isotropy (mean, 95% t interval)")
     axes[0, 1].set_title("does NMSE follow? (isotropy helps: lower for w > 0)")
     return plots.save(fig, out / "figures", "intervention")
 

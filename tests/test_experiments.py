@@ -74,6 +74,13 @@ def _trained_isotropy(out):
     assert np.all(_floats(runs, "nmse") >= 0)
     assert {r["data"] for r in runs} == {"gp:rbf_0.1", "real:nile", "teacher"}
     assert {r["tokenizer"] for r in runs} == {"bins", "digits"}
+    effects = _table(out, "trained_isotropy_effects.csv")
+    within = [r for r in effects if r["analysis"] == "within cell" and r["outcome"] == "log nmse"]
+    assert {r["measure"] for r in within} == {"isoscore_last", "clustered_cosine_last", "isoscore_mean"}
+    for r in within:  # the design's analysis: a CR2 interval around the slope, clustered by dataset
+        assert r["ci_low"] <= r["slope"] <= r["ci_high"] and r["clusters"] == 3 and r["mde"] > 0
+    skill = {r["variant"]: r for r in _table(out, "trained_isotropy_skill.csv")}
+    assert skill["all runs"]["runs"] == len(runs) and 0 <= skill["all runs"]["beat_seasonal_naive"] <= len(runs)
     spearman = _table(out, "trained_isotropy_spearman.csv")
     assert {r["scope"] for r in spearman} == {"pooled over runs", "within dataset, mean"}
     for r in spearman:
@@ -83,6 +90,10 @@ def _trained_isotropy(out):
 def _intervention(out):
     rows = _table(out, "intervention.csv")
     _floats(rows, "nmse"), _floats(rows, "isoscore_mean")
+    tested = [r for r in _table(out, "intervention_effects.csv") if r["strength"] != 0.0]
+    assert len(tested) == 4 and all(0 <= r["p_dunnett"] <= 1 and r["diff_low"] <= r["diff_vs_0"] for r in tested)
+    (dose,) = [r for r in _table(out, "intervention_dose.csv") if r["measure"] == "log_nmse"]
+    assert dose["arms"] == 3 and dose["b1_low"] <= dose["b1"] <= dose["b1_high"]
     # a second run reuses the cached trained models and gives the same table
     first = (out / "results" / "intervention.csv").read_text()
     models = sorted((out / "results" / "models").glob("*.safetensors"))
