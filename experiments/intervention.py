@@ -22,6 +22,10 @@ from isojax.runs import results
 # seeds: how many per arm on each dataset (seeds 0 .. n - 1). --full: the power analysis' choice before the run
 # (docs/statistics.md): three arms, and the seeds per arm that detect a 20% change of NMSE against w = 0 with
 # 80% power after Dunnett's adjustment, at the pilot's 80% upper bound of each dataset's seed sd
+# size parameters that are a whole mapping {dataset: seeds}: `--set seeds=real:nile=4,teacher=2` names every
+# dataset the intervention runs on, with its seeds per arm
+MAPPINGS = ("seeds",)
+
 SIZES = {
     "tiny": dict(strengths=[-1.0, 0.0, 1.0], seeds={"gp:seasonality_24": 2}, steps=10,
                  evaluation=dict(windows=4, samples=4, draws=200, rows=256)),

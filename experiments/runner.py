@@ -67,14 +67,39 @@ def _standard_values(module: ModuleType, key: str) -> list:
     values = []
     for size in SIZE_NAMES:
         value = module.SIZES[size].get(key)
+        if key in getattr(module, "MAPPINGS", ()):
+            value = list(value.values())
         values += list(value) if isinstance(value, (list, tuple)) else [] if value is None else [value]
     return values
 
 
-def _coerce(key: str, value, standard, shown: str):
-    """`value` (text from a command line, or a Python value) as the type of `standard`, or ValueError."""
+def _coerce(key: str, value, standard, shown: str, mapping: bool = False):
+    """`value` (text from a command line, or a Python value) as the type of `standard`, or ValueError. mapping:
+    `standard` is a dict {name: value} given whole (the names free, each value typed like the standard ones)
+    rather than a group of settings of which some are changed."""
     def bad(kind):
         return ValueError(f"{shown}: {key} must be {kind} (like {standard!r}), got {value!r}")
+
+    if mapping:
+        items = value
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("{"):
+                try:
+                    items = json.loads(text)
+                except json.JSONDecodeError as err:
+                    raise ValueError(f"{shown}: {key} is not a JSON object: {err}") from None
+            else:  # name=value,name=value (a name may hold ':' but not '=' or ',')
+                pairs = [part.strip().rpartition("=") for part in text.split(",")]
+                if not text or any(not sep or not name.strip() for name, sep, _ in pairs):
+                    raise bad("name=value pairs (comma-separated) or a JSON object")
+                items = {name.strip(): v for name, _, v in pairs}
+                if len(items) != len(pairs):
+                    raise ValueError(f"{shown}: {key} names an entry twice: {value!r}")
+        if not isinstance(items, dict) or not items or not all(isinstance(k, str) and k for k in items):
+            raise bad("a non-empty mapping of names to values")
+        example = next(iter(standard.values()))
+        return {k: _coerce(f"{key}[{k}]", v, example, shown) for k, v in items.items()}
 
     if isinstance(standard, bool):
         if isinstance(value, bool):
@@ -175,8 +200,10 @@ def parse_sets(name: str, size: str, sets: list[str] | dict | None) -> dict:
             raise ValueError(f"{shown}: {name} has no size parameter {key!r}; its parameters: {sorted(standard)}")
         if key in changes:
             raise ValueError(f"{shown}: {key} is given twice")
-        changes[key] = _coerce(key, value, standard[key], shown)
-        _keep_sign(key, changes[key], _standard_values(module, key), shown)
+        mapping = key in getattr(module, "MAPPINGS", ())
+        changes[key] = _coerce(key, value, standard[key], shown, mapping)
+        _keep_sign(key, list(changes[key].values()) if mapping else changes[key],
+                   _standard_values(module, key), shown)
     return {k: v for k, v in changes.items() if v != standard[k]}
 
 

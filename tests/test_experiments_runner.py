@@ -21,8 +21,16 @@ def test_parse_sets_types_each_value_as_the_standard_one():
     assert runner.parse_sets("fisher_spectrum", "tiny", {"vocab": 32}) == {"vocab": 32}  # from Python
     # a value equal to the standard one is no change: the standard size, its standard tables
     assert runner.parse_sets("fisher_spectrum", "tiny", ["vocab=256", "d=16"]) == {}
-    assert runner.parse_sets("intervention", "tiny", ["strengths=-2,0", "datasets=real:nile,teacher"]) == \
-        {"strengths": [-2.0, 0.0], "datasets": ["real:nile", "teacher"]}
+    assert runner.parse_sets("intervention", "tiny", ["strengths=-2,0", "seeds=real:nile=3,teacher=2"]) == \
+        {"strengths": [-2.0, 0.0], "seeds": {"real:nile": 3, "teacher": 2}}
+    # a mapping is given whole: the datasets named are the ones that run
+    assert runner.parse_sets("intervention", "tiny", ['seeds={"teacher": 4}']) == {"seeds": {"teacher": 4}}
+    with pytest.raises(ValueError, match=r"seeds\[teacher\] must be an integer"):
+        runner.parse_sets("intervention", "tiny", ["seeds=teacher=2.5"])
+    with pytest.raises(ValueError, match="seeds must be at least 1"):
+        runner.parse_sets("intervention", "tiny", ["seeds=teacher=0"])
+    with pytest.raises(ValueError, match="name=value pairs"):
+        runner.parse_sets("intervention", "tiny", ["seeds=teacher"])
     assert runner.parse_sets("trained_isotropy", "tiny", ['runs=[["real:nile", "bins", "decoder"]]']) == \
         {"runs": [("real:nile", "bins", "decoder")]}
     # a group of settings: the keys given replace the standard ones, the others stay

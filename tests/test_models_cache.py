@@ -21,7 +21,8 @@ def _flip_byte(path, offset_from_end):
 
 
 def _run(cache_dir, runs=RUNS):
-    return ensemble.train_and_evaluate(runs, BASE, 3, cache_dir, seq_len=16, rows=32, samples=2)
+    return ensemble.train_and_evaluate(runs, BASE, 3, cache_dir, seq_len=16,
+                                       evaluation=ensemble.Evaluation(windows=2, samples=2, draws=50, rows=32))[0]
 
 
 def _numbers(evaluated):

@@ -212,26 +212,31 @@ def test_t6_effect_table_reads_the_sign_of_each_measure():
     assert confound[("isoscore_last", "tokenizer")] > 0.5 > 0.2 > confound[("clustered_cosine_last", "tokenizer")]
 
 
-def test_intervention_effects_are_welch_tests_against_no_penalty():
-    from statsmodels.stats.multitest import multipletests
-
+def test_intervention_effects_are_dunnett_tests_against_no_penalty():
     from experiments import runner as experiment
 
     rng = np.random.default_rng(11)
-    rows = [{"data": "a", "strength": w, "seed": s, "nmse": 1.0 + 0.3 * w + 0.1 * rng.normal(),
+    rows = [{"data": "a", "strength": w, "seed": s, "nmse": np.exp(0.3 * w + 0.1 * rng.normal()),
              "isoscore_mean": 0.5 + 0.1 * w + 0.01 * rng.normal()} for w in (-1.0, 0.0, 1.0, 3.0) for s in range(3)]
     table = experiment.load("intervention").effect_rows(rows)
-    nmse = [r for r in table if r["measure"] == "nmse"]
-    ref = [r["nmse"] for r in rows if r["strength"] == 0.0]
-    for r in nmse:
-        sample = [x["nmse"] for x in rows if x["strength"] == r["strength"]]
+    logs = [r for r in table if r["measure"] == "log_nmse"]
+    arm = lambda w: np.log([x["nmse"] for x in rows if x["strength"] == w])
+    # scipy's Dunnett on the same arms, an independent route to the table's p and interval
+    ref = sps.dunnett(arm(-1.0), arm(1.0), arm(3.0), control=arm(0.0), random_state=0)
+    ci = ref.confidence_interval()
+    for r in logs:
+        sample = arm(r["strength"])
         assert r["sd"] == pytest.approx(np.std(sample, ddof=1)) and r["n"] == 3
+        assert r["mean_low"] < r["mean"] < r["mean_high"] and r["mean"] == pytest.approx(sample.mean())
         if r["strength"] != 0.0:
-            assert r["p"] == pytest.approx(sps.ttest_ind(sample, ref, equal_var=False).pvalue, rel=1e-9)
-    tested = [r for r in nmse if r["strength"] != 0.0]
-    holm = multipletests([r["p"] for r in tested], method="holm")[1]
-    assert [r["p_holm"] for r in tested] == pytest.approx(list(holm))
-    assert [r["supports_if"] for r in nmse] == ["diff > 0", "", "diff < 0", "diff < 0"]
+            i = (-1.0, 1.0, 3.0).index(r["strength"])
+            assert r["diff_vs_0"] == pytest.approx(sample.mean() - arm(0.0).mean())
+            assert r["p_dunnett"] == pytest.approx(ref.pvalue[i], abs=2e-3)
+            assert (r["diff_low"], r["diff_high"]) == pytest.approx((ci.low[i], ci.high[i]), abs=2e-3)
+            assert r["df"] == 12 - 4 and r["mde"] > r["diff_high"] - r["diff_vs_0"] > 0
+        else:
+            assert r["p_dunnett"] == "" and r["diff_vs_0"] == ""
+    assert [r["supports_if"] for r in logs] == ["diff > 0", "", "diff < 0", "diff < 0"]
 
 
 def test_t5b_probe_reads_a_linear_target_exactly():
