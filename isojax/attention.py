@@ -26,7 +26,7 @@ from jax.typing import ArrayLike, DTypeLike
 from isojax import _validate as V
 
 __all__ = ["AttentionCache", "AttentionGrads", "AttentionParams", "attend", "attention_backward", "attention_forward",
-           "attention_mask", "attention_vjp", "init_attention", "init_from_normal", "score_scale", "self_attention",
+           "attention_mask", "attention_vjp", "init_attention", "init_from_normal", "score_factor", "self_attention",
            "self_attention_closed_form"]
 
 
@@ -121,7 +121,7 @@ def _project(x, w, b):
     return y if b is None else y + b[:, None, :]
 
 
-def score_scale(scale: ArrayLike | None, d_k: int) -> float | jax.Array:
+def score_factor(scale: ArrayLike | None, d_k: int) -> float | jax.Array:
     """The score factor s: 1/√d_k when `scale` is None, else `scale` itself (a finite number, or a 0-d array
     under a trace). Raises ValueError for anything else."""
     if scale is None:
@@ -145,7 +145,7 @@ def attend(q: ArrayLike, k: ArrayLike, v: ArrayLike, allowed: ArrayLike, bias: A
     """
     s = jnp.einsum("htk,hsk->hts", q, k)
     # QKᵀ/√d_k divides (as the trained models were computed); any other factor multiplies
-    s = s / math.sqrt(q.shape[-1]) if scale is None else s * score_scale(scale, q.shape[-1])
+    s = s / math.sqrt(q.shape[-1]) if scale is None else s * score_factor(scale, q.shape[-1])
     if bias is not None:
         s = s + bias
     # The mask M is -inf where attention is not allowed. A row with no key at all gets finite scores (0) so that
@@ -164,7 +164,7 @@ def _forward(params: AttentionParams, x, allowed, bias=None, scale=None):
     y = jnp.einsum("htv,hvd->td", o, params.w_o)
     if params.b_o is not None:
         y = y + params.b_o
-    s = jnp.asarray(score_scale(scale, q.shape[-1]), q.dtype)
+    s = jnp.asarray(score_factor(scale, q.shape[-1]), q.dtype)
     return y, AttentionCache(q, k, v, a, o, s, bias)
 
 
@@ -185,7 +185,7 @@ def attention_forward(params: AttentionParams, x: ArrayLike, causal: bool = Fals
     recorded in the cache, so `attention_backward` differentiates the forward that ran."""
     x, key_mask = _check(params, x, key_mask)
     bias = _check_bias(params, x, bias)
-    score_scale(scale, params.w_q.shape[-1])
+    score_factor(scale, params.w_q.shape[-1])
     return _forward(params, x, attention_mask(x.shape[0], causal, key_mask), bias, scale)
 
 
@@ -210,7 +210,7 @@ def attention_backward(params: AttentionParams, x: ArrayLike, cache: AttentionCa
     """The closed-form VJP of T3 (no autodiff): from G_Y = ∂ℓ/∂Y [T, d_model] to every gradient, with the score
     scale and bias the forward recorded in `cache` (scale None: 1/√d_k)."""
     q, k, v, a, o = cache[:5]
-    scale = score_scale(cache.scale, q.shape[-1])
+    scale = score_factor(cache.scale, q.shape[-1])
     g_o = jnp.einsum("td,hvd->htv", g_y, params.w_o)  # G_O per head
     g_a = jnp.einsum("htv,hsv->hts", g_o, v)  # G_A = G_O Vᵀ
     g_s = a * (g_a - jnp.sum(a * g_a, axis=-1, keepdims=True))  # softmax Jacobian, rows sum to 0
@@ -275,5 +275,5 @@ def self_attention_closed_form(params: AttentionParams, x: ArrayLike, causal: bo
     x, key_mask = _check(params, x, key_mask)
     bias = _check_bias(params, x, bias)
     # None stays None, so the forward divides by √d_k exactly as `self_attention` does
-    s = None if scale is None else jnp.asarray(score_scale(scale, params.w_q.shape[-1]), x.dtype)
+    s = None if scale is None else jnp.asarray(score_factor(scale, params.w_q.shape[-1]), x.dtype)
     return _attention_cf(params, x, attention_mask(x.shape[0], causal, key_mask), bias, s)
