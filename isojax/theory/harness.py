@@ -22,6 +22,8 @@ object owned by the caller, never stored in module state.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 import math
 import time
 from collections.abc import Callable, Hashable, Iterator
@@ -36,7 +38,7 @@ from jax.typing import ArrayLike
 from isojax import _validate as V
 
 __all__ = ["CheckRow", "CheckReport", "Timings", "Evaluated", "row", "exact_row", "evaluate", "split_count",
-           "run_program", "FAST_COMPILE", "EAGER", "VMAP", "eps", "normal", "normals", "uniform", "anisotropic_head",
+           "run_program", "FAST_COMPILE", "EAGER", "eps", "normal", "normals", "uniform", "anisotropic_head",
            "f64", "worst_over_modes", "residuals_over", "modes_text"]
 
 KINDS = ("value", "route", "statement")
@@ -144,8 +146,7 @@ _PROGRAMS: dict = {}  # compiled executables by (name, configs, implementations,
 # what is computed, and docs/checks.md's margins over seeds 0-99 were measured with them.
 FAST_COMPILE = {"xla_backend_optimization_level": 0}
 
-EAGER = 3  # instances per configuration that each check also evaluates eagerly
-VMAP = 48  # instances per configuration that each check also evaluates vmapped (the values come back to the host)
+EAGER = 2  # instances of one configuration that each check also evaluates eagerly
 
 
 def run_program(name: str, fn: Callable, args: Any, cache_key: Hashable, timings: Timings,
@@ -191,15 +192,16 @@ def split_count(n: int, shares: list[float] | int) -> list[int]:
 @dataclasses.dataclass
 class Evaluated:
     """One configuration's instances: inputs and values as numpy arrays with a leading instance axis.
-    direct: {"jit": values, "vmap": values, "eager": values of the instances `eager_idx`}; traced: the traced
-    routes' values under jit and vmap ({"jit": ..., "vmap": ...}, None when the check has none)."""
+    direct: {"jit": values of every instance (one at a time, or vmapped when `vmapped`), "eager": values of the
+    instances `eager_idx` or None}; traced: the traced routes' values of every instance (None when the check has
+    none)."""
 
     cfg: dict
     inputs: Any
     direct: dict[str, Any]
-    traced: dict[str, Any] | None
+    traced: Any
     eager_idx: np.ndarray
-    vmap_count: int
+    vmapped: bool
     count: int
 
 
@@ -207,90 +209,97 @@ def _take(tree, idx):
     return jax.tree.map(lambda a: a[idx], tree)
 
 
-def evaluate(name: str, draw: Callable, direct: Callable, key: jax.Array, n: int, configs: list[dict],
-             timings: Timings, impl: dict | None = None, traced: Callable | None = None, eager: int = EAGER,
-             vmapped: int = VMAP, hard: Callable | None = None, optimise: bool = False) -> list[Evaluated]:
-    """Draw n instances over the configs (counts from `split_count` and each config's "share", default 1) and
-    evaluate the implementation on them under jit (all instances one at a time, and the first `vmapped` of each
-    config vmapped; one compiled program for all configs) and eagerly (`eager` instances per config: those
-    `hard(cfg, inputs) -> [count]` scores highest, else the first). -> one Evaluated per config.
+def _harness_keys(cfg: dict) -> dict:
+    return {k: v for k, v in cfg.items() if not k.startswith("_")}
 
-    `draw(**cfg)(key)`, `direct(cfg, impl)(inputs)` and `traced(cfg, impl)(inputs)` as in the module docstring;
-    a config's keys starting with "_" are for the harness and not passed to `draw`: "_share" (its share of the
-    instances) and "_eager" (its eager instances, instead of `eager`)."""
+
+def evaluate(name: str, draw: Callable, direct: Callable, key: jax.Array, n: int, configs: list[dict],
+             timings: Timings, impl: dict | None = None, traced: Callable | None = None,
+             hard: Callable | None = None, optimise: bool = False) -> list[Evaluated]:
+    """Draw n instances over the configs (counts from `split_count` and each config's "_share", default 1) and
+    evaluate the implementation on them under jit, one compiled program for all configs: the instances of a
+    config with "_vmap" vmapped, the others one at a time (`lax.map`); and eagerly on "_eager" instances of a
+    config (default 0; those `hard(cfg, inputs) -> [count]` scores highest, else the first). -> one Evaluated
+    per config.
+
+    Every check vmaps one configuration and calls one eagerly, not all: a vmapped body compiles about three times
+    slower than a mapped one, and each eager call compiles its operations one by one, while compiling, not
+    running, is what `isojax check` spends its time on. `draw(**cfg)(key)`, `direct(cfg, impl)(inputs)` and
+    `traced(cfg, impl)(inputs)` as in the module docstring; the config keys starting with "_" are not passed to
+    `draw`."""
     impl = impl or {}
     counts = split_count(n, [cfg.get("_share", 1.0) for cfg in configs])
     keys = [jax.random.split(jax.random.fold_in(key, i), max(c, 1)) for i, c in enumerate(counts)]
-    draws = [draw(**{k: v for k, v in cfg.items() if not k.startswith("_")}) for cfg in configs]
+    draws = [draw(**_harness_keys(cfg)) for cfg in configs]
     directs = [direct(cfg, impl) for cfg in configs]
     traceds = [traced(cfg, impl) if traced else None for cfg in configs]
-    n_vmap = [min(vmapped, c) for c in counts]
 
     def program(*key_sets):
         outs = []
-        for d, f, t, ks, m in zip(draws, directs, traceds, key_sets, n_vmap, strict=True):
+        for cfg, d, f, t, ks in zip(configs, draws, directs, traceds, key_sets, strict=True):
             inputs = jax.lax.map(d, ks)
-            few = jax.tree.map(lambda a, m=m: a[:m], inputs)
-            # vmapped as well as one at a time: a function right for one input and wrong under vmap (or the
-            # other way round) fails the same rows
-            out = {"inputs": inputs, "jit": jax.lax.map(f, inputs), "vmap": jax.vmap(f)(few)}
+            run = jax.vmap if cfg.get("_vmap") else lambda fn: lambda xs: jax.lax.map(fn, xs)
+            out = {"inputs": inputs, "jit": run(f)(inputs)}
             if t is not None:
-                out["traced_jit"] = jax.lax.map(t, inputs)
-                out["traced_vmap"] = jax.vmap(t)(few)
+                out["traced"] = run(t)(inputs)
             outs.append(out)
         return outs
 
-    cache_key = (draw.__module__, draw.__qualname__, _hashable(configs), _hashable(impl), tuple(counts), vmapped)
+    cache_key = (draw.__module__, draw.__qualname__, _hashable(configs), _hashable(impl), tuple(counts))
     outs = run_program(name, program, keys, cache_key, timings, optimise)
     result = []
-    for cfg, f, out, count, m in zip(configs, directs, outs, counts, n_vmap, strict=True):
+    for cfg, f, out, count in zip(configs, directs, outs, counts, strict=True):
         inputs = out["inputs"]
         scores = np.asarray(hard(cfg, inputs), np.float64) if hard else -np.arange(count, dtype=np.float64)
-        idx = np.sort(np.argsort(-scores, kind="stable")[:min(cfg.get("_eager", eager), count)])
+        idx = np.sort(np.argsort(-scores, kind="stable")[:min(cfg.get("_eager", 0), count)])
         start = time.perf_counter()
-        eager_values = [f(jax.tree.map(jnp.asarray, _take(inputs, i))) for i in idx]
+        # a direct function with an `eager` argument calls less when eager (e.g. no batched call: each eager call
+        # compiles its operations one by one)
+        call = functools.partial(f, eager=True) if "eager" in inspect.signature(f).parameters else f
+        eager_values = [call(jax.tree.map(jnp.asarray, _take(inputs, i))) for i in idx]
         eager_values = jax.tree.map(lambda *a: np.stack([np.asarray(x) for x in a]), *eager_values) \
             if len(idx) else None
         timings.eager += time.perf_counter() - start
-        direct_values = {"jit": out["jit"], "vmap": out["vmap"], "eager": eager_values}
-        traced_values = {"jit": out["traced_jit"], "vmap": out["traced_vmap"]} if traced else None
-        result.append(Evaluated(cfg, inputs, direct_values, traced_values, idx, m, count))
+        result.append(Evaluated(cfg, inputs, {"jit": out["jit"], "eager": eager_values}, out.get("traced"), idx,
+                                bool(cfg.get("_vmap")), count))
     return result
 
 
-def worst_over_modes(ev: Evaluated, residuals: Callable[[dict, Any, Any, Any], dict[str, np.ndarray]],
+def worst_over_modes(ev: Evaluated, residuals: Callable, prepare: Callable | None = None,
                      timings: Timings | None = None) -> dict[str, np.ndarray]:
     """Per-instance residuals of one configuration, each the worst over the modes: `residuals(cfg, inputs,
-    direct values, traced values) -> {name: [instances]}` (NumPy, float64) runs on the jit values, the vmapped
-    ones, and the eager ones (with the jit traced values of the same instances)."""
+    direct values, traced values, prepared) -> {name: [instances]}` (NumPy, float64) runs on the jit values and
+    on the eager ones (with the jit traced values of the same instances); `prepare(cfg, inputs)`, computed once,
+    holds what does not depend on the mode (the float64 references), with a leading instance axis."""
     start = time.perf_counter()
-    traced = ev.traced or {"jit": None, "vmap": None}
     nan_inf = lambda v: np.where(np.isnan(v), np.inf, np.asarray(v, np.float64))  # NaN anywhere is a failure
-    out = {k: nan_inf(v) for k, v in residuals(ev.cfg, ev.inputs, ev.direct["jit"], traced["jit"]).items()}
-
-    def merge(idx, values, traced_values):
-        for k, v in residuals(ev.cfg, _take(ev.inputs, idx), values, traced_values).items():
-            out[k][idx] = np.maximum(out[k][idx], nan_inf(v))
-
-    merge(np.arange(ev.vmap_count), ev.direct["vmap"], traced["vmap"])
+    ref = prepare(ev.cfg, ev.inputs) if prepare else None
+    out = {k: nan_inf(v) for k, v in residuals(ev.cfg, ev.inputs, ev.direct["jit"], ev.traced, ref).items()}
     if ev.direct["eager"] is not None:
-        merge(ev.eager_idx, ev.direct["eager"], None if ev.traced is None else _take(ev.traced["jit"], ev.eager_idx))
+        idx = ev.eager_idx
+        sub = lambda tree: None if tree is None else _take(tree, idx)
+        for k, v in residuals(ev.cfg, sub(ev.inputs), ev.direct["eager"], sub(ev.traced), sub(ref)).items():
+            out[k][idx] = np.maximum(out[k][idx], nan_inf(v))
     if timings is not None:
         timings.host += time.perf_counter() - start
     return out
 
 
-def residuals_over(evs: list[Evaluated], residuals: Callable, timings: Timings | None = None) -> dict[str, np.ndarray]:
+def residuals_over(evs: list[Evaluated], residuals: Callable, timings: Timings | None = None,
+                   prepare: Callable | None = None) -> dict[str, np.ndarray]:
     """`worst_over_modes` of every configuration, concatenated in the order of the configs. -> {name: [n]}"""
-    parts = [worst_over_modes(ev, residuals, timings) for ev in evs]
+    parts = [worst_over_modes(ev, residuals, prepare, timings) for ev in evs]
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
 def modes_text(evs: list[Evaluated], eager: bool = True) -> str:
-    """How the implementation was called, e.g. "jit 1000, vmap 144, eager 9" (eager=False: rows whose values
-    come from autodiff through the implementation, which traces it even outside jit)."""
-    text = f"jit {sum(ev.count for ev in evs)}, vmap {sum(ev.vmap_count for ev in evs)}"
-    return text + (f", eager {sum(len(ev.eager_idx) for ev in evs)}" if eager else "")
+    """How the implementation was called, e.g. "jit 750 one at a time + 250 vmapped; eager 2" (eager=False:
+    rows whose values come from autodiff through the implementation, which traces it even outside jit)."""
+    mapped = sum(ev.count for ev in evs if not ev.vmapped)
+    vmapped = sum(ev.count for ev in evs if ev.vmapped)
+    text = f"jit {mapped} one at a time + {vmapped} vmapped"
+    n_eager = sum(len(ev.eager_idx) for ev in evs)
+    return text + (f"; eager {n_eager}" if eager and n_eager else "")
 
 
 def eps() -> float:

@@ -85,49 +85,51 @@ def _direct_t2(cfg, impl):
     grad_h = impl.get("grad_h", head.grad_h)
     grad_phi = impl.get("grad_phi", head.grad_phi)
 
-    def both(fn, phi, x):
-        return {"single": [fn(phi, x["h"][i], x["y"][i], x["b"]) for i in range(CONTEXTS)],
-                "batched": fn(phi, x["h"], x["y"], x["b"])}
+    def f(x, eager=False):
+        def both(fn, phi):  # the first context alone, and (not eager: each eager call compiles its operations one
+            single = {"single": [fn(phi, x["h"][0], x["y"][0], x["b"])]}  # by one) the batch of all of them
+            return single if eager else {**single, "batched": fn(phi, x["h"], x["y"], x["b"])}
 
-    def f(x):
-        return {"g_z": both(grad_logits, x["phi"], x), "g_h": both(grad_h, x["phi"], x),
-                "g_h_shift": both(grad_h, x["phi_shift"], x), "g_phi": both(grad_phi, x["phi"], x)}
+        return {"g_z": both(grad_logits, x["phi"]), "g_h": both(grad_h, x["phi"]),
+                "g_h_shift": both(grad_h, x["phi_shift"]), "g_phi": both(grad_phi, x["phi"])}
     return f
 
 
-def _residuals_t2(cfg, x, values, _):
+def _residuals_t2(cfg, x, values, _, __):
     e = eps()
     phi, h, y, b = f64(x["phi"]), f64(x["h"]), np.asarray(x["y"]), f64(x["b"])
-    ref_z, ref_h, ref_phi = R.grad_logits(phi, h, y, b), R.grad_h(phi, h, y, b), R.grad_phi(phi, h, y, b)
+    ref = {"z": R.grad_logits(phi, h, y, b), "h": R.grad_h(phi, h, y, b), "phi": R.grad_phi(phi, h, y, b)}
+    auto = {"z": f64(x["auto_z"]), "h": f64(x["auto_h"]), "phi": f64(x["auto_phi"])}
     # p - e_y rounds at eps·(1 + ζ), ζ = max_w Σ_i |φ_wi h_i| + |b_w| the rounding scale of the logits; sums of
     # it (and what multiplies them) at that times ‖g‖₁ + 1 and the size of the factor
     zeta = np.max(np.abs(h)[:, :, None, :] @ np.swapaxes(np.abs(phi), -1, -2)[:, None]
                   + np.abs(b)[:, None, None, :], axis=(2, 3))  # [n, C]
-    unit = e * (1.0 + zeta) * (np.sum(np.abs(ref_z), -1) + 1.0)  # [n, C]
+    unit = e * (1.0 + zeta) * (np.sum(np.abs(ref["z"]), -1) + 1.0)  # [n, C]
     rows_phi = np.max(np.linalg.norm(phi, axis=-1), -1)[:, None]
     rows_shift = np.max(np.linalg.norm(f64(x["phi_shift"]), axis=-1), -1)[:, None]
     norm_h = np.linalg.norm(h, axis=-1)
-    auto_z, auto_h, auto_phi = f64(x["auto_z"]), f64(x["auto_h"]), f64(x["auto_phi"])
     out = []
-    for variant in ("single", "batched"):
+    for variant in [v for v in ("single", "batched") if v in values["g_z"]]:
         v = {k: np.stack([f64(a) for a in w[variant]], axis=1) if variant == "single" else f64(w[variant])
              for k, w in values.items()}
-        d = lambda a, ref: np.linalg.norm((a - ref).reshape(a.shape[0], CONTEXTS, -1), axis=-1)
+        c = v["g_z"].shape[1]  # contexts evaluated (eager: the first only)
+        u = unit[:, :c]
+        d = lambda a, r: np.linalg.norm((a - r[:, :c]).reshape(a.shape[0], c, -1), axis=-1)
         out.append({
-            "t2a_sum": np.abs(v["g_z"].sum(-1)) / unit,
-            "t2a_closed": d(v["g_z"], ref_z) / unit,
-            "t2a_auto": d(v["g_z"], auto_z) / unit,
-            "t2b_shift": d(v["g_h_shift"], v["g_h"]) / (unit * rows_shift),
-            "t2b_closed": d(v["g_h"], ref_h) / (unit * rows_phi),
-            "t2b_auto": d(v["g_h"], auto_h) / (unit * rows_phi),
-            "t2c_rows": np.linalg.norm(v["g_phi"].sum(-2), axis=-1) / (unit * norm_h),
-            "t2c_closed": d(v["g_phi"], ref_phi) / (unit * norm_h),
-            "t2c_auto": d(v["g_phi"], auto_phi) / (unit * norm_h),
+            "t2a_sum": np.abs(v["g_z"].sum(-1)) / u,
+            "t2a_closed": d(v["g_z"], ref["z"]) / u,
+            "t2a_auto": d(v["g_z"], auto["z"]) / u,
+            "t2b_shift": d(v["g_h_shift"], v["g_h"]) / (u * rows_shift),
+            "t2b_closed": d(v["g_h"], ref["h"]) / (u * rows_phi),
+            "t2b_auto": d(v["g_h"], auto["h"]) / (u * rows_phi),
+            "t2c_rows": np.linalg.norm(v["g_phi"].sum(-2), axis=-1) / (u * norm_h[:, :c]),
+            "t2c_closed": d(v["g_phi"], ref["phi"]) / (u * norm_h[:, :c]),
+            "t2c_auto": d(v["g_phi"], auto["phi"]) / (u * norm_h[:, :c]),
         })
-    return {k: np.max(np.maximum(out[0][k], out[1][k]), axis=1) for k in out[0]}
+    return {k: np.max(np.stack([np.max(o[k], axis=1) for o in out]), axis=0) for k in out[0]}
 
 
-T2_CONFIGS = [dict(vocab=2, dim=3), dict(vocab=32, dim=8), dict(vocab=512, dim=16)]
+T2_CONFIGS = [dict(vocab=2, dim=3, _vmap=True), dict(vocab=64, dim=8, _eager=2), dict(vocab=512, dim=16)]
 
 
 def check_t2ab(key: jax.Array, n: int = 1000, timings: Timings | None = None, configs: list[dict] | None = None,
@@ -201,9 +203,6 @@ def mean_embedding_drift(key: jax.Array, optimizer: optax.GradientTransformation
     return out
 
 
-SNAPSHOTS = (0, -1)  # the steps whose parameters before and after come back to the host (first and last)
-
-
 def sgd_conservation(key: jax.Array, optimizer: optax.GradientTransformation, lr: float, steps: int = 1000,
                      vocab: int = 16, dim: int = 8, examples: int = 64, batch: int = 16) -> dict[str, jax.Array]:
     """T2c step by step, on the same data as `mean_embedding_drift`. After every step t: the drift of φ̄ in
@@ -219,35 +218,41 @@ def sgd_conservation(key: jax.Array, optimizer: optax.GradientTransformation, lr
     tiny = jnp.finfo(V.float_dtype()).tiny
 
     def step(carry, i):
-        p, state = carry
+        p, state, snap = carry
         idx = jax.random.randint(jax.random.fold_in(key, i), (batch,), 0, examples)
         updates, state = optimizer.update(jax.grad(_batch_loss)(p, xs[idx], ys[idx]), state, p)
         new = optax.apply_updates(p, updates)
+        # the first step's result is kept, the last one's overwritten at every step (nothing stacked over steps)
+        snap = {"before": [snap["before"][0], p], "after": [jax.tree.map(lambda a, b: jnp.where(i == 0, b, a),
+                                                                       snap["after"][0], new), new],
+                "idx": [jnp.where(i == 0, idx, snap["idx"][0]), idx]}
         phi_sgd, b_sgd = routes.sgd_step(p["phi"], p["b"], xs[idx], ys[idx], lr)
         g_phi, g_b = (p["phi"] - phi_sgd) / lr, (p["b"] - b_sgd) / lr
         walk = jnp.sqrt(i + 1.0)
+        size_phi = jnp.max(jnp.abs(p["phi"])) + lr * jnp.max(jnp.abs(g_phi))
+        size_b = jnp.max(jnp.abs(p["b"])) + lr * jnp.max(jnp.abs(g_b))
         out = {
             "drift": jnp.max(jnp.abs(new["phi"].mean(0) - mean0)) / (e * scale0 * walk),
             "bias": jnp.abs(new["b"].sum() - bsum0) / (e * (jnp.abs(new["b"]).sum() + tiny) * walk),
-            "step": jnp.maximum(
-                jnp.max(jnp.abs(new["phi"] - phi_sgd)) / (e * (jnp.max(jnp.abs(p["phi"])) + lr * jnp.max(jnp.abs(g_phi)))),
-                jnp.max(jnp.abs(new["b"] - b_sgd)) / (e * (jnp.max(jnp.abs(p["b"])) + lr * jnp.max(jnp.abs(g_b))))),
-            "snap": (p, new, idx),
+            "step": jnp.maximum(jnp.max(jnp.abs(new["phi"] - phi_sgd)) / (e * size_phi),
+                                jnp.max(jnp.abs(new["b"] - b_sgd)) / (e * size_b)),
         }
-        return (new, state), out
+        return (new, state, snap), out
 
-    (final, _), per_step = jax.lax.scan(step, (params, optimizer.init(params)), jnp.arange(steps))
-    snaps = jax.tree.map(lambda a: a[jnp.array(SNAPSHOTS)], per_step.pop("snap"))
+    no_idx = jnp.zeros((batch,), jax.random.randint(key, (), 0, 1).dtype)  # int32 or int64 (x64)
+    snap0 = {"before": [params, params], "after": [params, params], "idx": [no_idx, no_idx]}
+    (final, _, snap), per_step = jax.lax.scan(step, (params, optimizer.init(params), snap0), jnp.arange(steps))
     worst = {k: jnp.max(v) for k, v in per_step.items()}
     worst["final"] = jnp.max(jnp.abs(final["phi"].mean(0) - mean0)) / jnp.max(jnp.abs(final["phi"] - params["phi"]))
-    worst["snapshots"] = {"before": snaps[0], "after": snaps[1], "idx": snaps[2], "xs": xs, "ys": ys}
+    stack = lambda parts: jax.tree.map(lambda *a: jnp.stack(a), *parts)
+    worst["snapshots"] = {"before": stack(snap["before"]), "after": stack(snap["after"]), "idx": jnp.stack(snap["idx"]),
+                          "xs": xs, "ys": ys}
     return worst
 
 
 _sgd = functools.lru_cache(optax.sgd)  # one object per rate, so a second seed reuses the compiled program
 _adam = functools.lru_cache(optax.adam)
-SINGLE_RUNS = 2  # runs also trained one at a time (lax.map) besides the vmapped batch of all runs
-EAGER_STEPS = 2  # optimizer steps taken eagerly from the first run's start
+EAGER_STEPS = 2  # optimizer steps taken eagerly (one run, not vmapped) from the first run's start
 
 
 def _numpy_step_error(before, after, idx, xs, ys, lr) -> np.ndarray:
@@ -269,45 +274,51 @@ def check_t2c_training(key: jax.Array, n: int = 1000, steps: int = 1000, timings
                        contrast: optax.GradientTransformation | None = None) -> list[CheckRow]:
     """T2c: plain SGD with learning rate `lr` conserves φ̄ and Σb at every one of `steps` steps, and each of its
     steps is the closed-form SGD step (`routes.sgd_step` at every step; float64 NumPy at the first and last);
-    Adam, the contrast, does not conserve φ̄. All n runs train vmapped, the first two also one at a time, and
-    the first run's first steps also eagerly."""
+    Adam, the contrast, does not conserve φ̄. All n runs train vmapped under jit; the first run's first steps
+    are also taken with the optimizer called eagerly (one run, on concrete arrays)."""
     timings = timings or Timings()
     optimizer = optimizer or _sgd(lr)
     contrast = contrast or _adam(0.01)
     keys = jax.random.split(key, n)
-    single = min(SINGLE_RUNS, n)
 
     def program(ks):
-        run = lambda k: sgd_conservation(k, optimizer, lr, steps)
-        sgd = jax.vmap(run)(ks)
-        one_at_a_time = jax.lax.map(run, ks[:single])
+        sgd = jax.vmap(lambda k: sgd_conservation(k, optimizer, lr, steps))(ks)
         adam = jax.vmap(lambda k: mean_embedding_drift(k, contrast, steps)["mean"])(ks)
-        return sgd, one_at_a_time, adam
+        return sgd, adam
 
-    cache_key = (optimizer, contrast, lr, steps, single)  # optax transformations hash by their functions
-    sgd, one_at_a_time, adam = run_program("T2c", program, (keys,), cache_key, timings, optimise=True)
-    for name in ("drift", "bias", "step"):
-        sgd[name][:single] = np.fmax(sgd[name][:single], one_at_a_time[name])
+    cache_key = (optimizer, contrast, lr, steps)  # optax transformations hash by their functions
+    sgd, adam = run_program("T2c", program, (keys,), cache_key, timings, optimise=True)
     start = time.perf_counter()
-    numpy_step = np.max(_numpy_step_error(**sgd["snapshots"], lr=lr), axis=-1)
-    numpy_step[:single] = np.fmax(numpy_step[:single], np.max(_numpy_step_error(**one_at_a_time["snapshots"], lr=lr), -1))
-    # eagerly: the first run's first steps, the optimizer called on concrete arrays
-    snap = jax.tree.map(lambda a: a[0], sgd["snapshots"])
-    xs, ys = jnp.asarray(snap["xs"]), jnp.asarray(snap["ys"])
-    params = jax.tree.map(jnp.asarray, jax.tree.map(lambda a: a[0], snap["before"]))
+    numpy_step = np.array(np.max(_numpy_step_error(**sgd["snapshots"], lr=lr), axis=-1))
+    # eagerly: the first run's first steps, the optimizer called on concrete arrays (the loss gradient and the
+    # batch draw, not what T2c verifies, under jit)
+    snap = jax.tree.map(lambda a: np.asarray(a[0]), sgd["snapshots"])
+    xs, ys = snap["xs"], snap["ys"]
+    params = jax.tree.map(lambda a: jnp.asarray(a[0]), snap["before"])
     state = optimizer.init(params)
-    eager_err = []
+    grad = jax.jit(jax.grad(_batch_loss))
+    batch = jax.jit(lambda i: jax.random.randint(jax.random.fold_in(keys[0], i), (16,), 0, xs.shape[0]))
+    eager_err, drift, bias = [], [], []
+    as_np = lambda t: jax.tree.map(lambda a: np.asarray(a, np.float64), t)
+    start_params = as_np(params)
+    e, tiny = eps(), np.finfo(np.float64).tiny
     for i in range(EAGER_STEPS):
-        idx = jax.random.randint(jax.random.fold_in(keys[0], i), (16,), 0, xs.shape[0])
-        updates, state = optimizer.update(jax.grad(_batch_loss)(params, xs[idx], ys[idx]), state, params)
+        idx = np.asarray(batch(i))
+        updates, state = optimizer.update(grad(params, jnp.asarray(xs[idx]), jnp.asarray(ys[idx])), state, params)
         new = optax.apply_updates(params, updates)
-        eager_err.append(float(_numpy_step_error(jax.tree.map(np.asarray, params), jax.tree.map(np.asarray, new),
-                                                 np.asarray(idx)[None], np.asarray(xs), np.asarray(ys), lr)[0]))
+        eager_err.append(float(_numpy_step_error(as_np(params), as_np(new), idx[None], xs, ys, lr)[0]))
+        now, walk = as_np(new), math.sqrt(i + 1.0)
+        drift.append(np.max(np.abs(now["phi"].mean(0) - start_params["phi"].mean(0)))
+                     / (e * np.max(np.abs(start_params["phi"])) * walk))
+        bias.append(abs(now["b"].sum() - start_params["b"].sum()) / (e * (np.abs(now["b"]).sum() + tiny) * walk))
         params = new
     numpy_step[0] = max(numpy_step[0], *eager_err)
+    sgd = {**sgd, "drift": np.array(sgd["drift"]), "bias": np.array(sgd["bias"])}
+    sgd["drift"][0] = max(sgd["drift"][0], *drift)
+    sgd["bias"][0] = max(sgd["bias"][0], *bias)
     timings.eager += time.perf_counter() - start
     note = (f"Adam: φ̄ drift / row motion median {np.median(adam):.2g}, min {adam.min():.2g} over {steps} steps")
-    m = f"jit: {n} runs vmapped, {single} one at a time; eager: {EAGER_STEPS} steps of run 0"
+    m = f"jit {n} runs vmapped; eager {EAGER_STEPS} steps of run 0"
     use = ("optimizer",)
     return [
         row("T2c", f"φ̄ conserved by SGD at each of {steps} steps", "eps·|Φ₀|∞·√t", sgd["drift"], 12.0, note,

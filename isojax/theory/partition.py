@@ -19,7 +19,6 @@ from isojax import distributions, head, isotropy
 from isojax.theory import reference as R
 from isojax.theory.harness import (
     EAGER,
-    VMAP,
     CheckRow,
     Timings,
     _hashable,
@@ -27,7 +26,6 @@ from isojax.theory.harness import (
     evaluate,
     f64,
     modes_text,
-    normal,
     normals,
     residuals_over,
     row,
@@ -82,6 +80,14 @@ def _t4a_values(impl):
 FULL = 16  # instances per V whose whole head comes back to the host for the float64 NumPy value rows
 
 
+def _t4a_statement(vals: dict, predicted: np.ndarray, log_i_closed: np.ndarray, sigma: float) -> dict:
+    """The closed-form residuals of the first len(vals) instances, in units of σ_V."""
+    m = len(f64(vals["iso"]))
+    signed = f64(vals["log_z"]) - predicted[:m]
+    return {"log_z": np.max(np.abs(signed), -1) / sigma, "bias": np.mean(signed, -1) / sigma,
+            "log_i": np.abs(np.log(f64(vals["iso"])) - log_i_closed[:m]) / sigma}
+
+
 def check_t4a(key: jax.Array, n: int = 1000, vocabs: Sequence[int] = (256, 1024, 4096, 16384), dim: int = 8,
               timings: Timings | None = None, closed_form: Callable = R.gaussian_log_partition,
               **impl) -> list[CheckRow]:
@@ -90,64 +96,55 @@ def check_t4a(key: jax.Array, n: int = 1000, vocabs: Sequence[int] = (256, 1024,
     predicted |log I| so one can see it is meaningful at every V. The closed form of I(Φ) is evaluated at the
     principal directions of a float64 NumPy eigen-decomposition of ΦᵀΦ; log Z and I(Φ) are also compared with
     float64 NumPy on the first `FULL` heads of each V (their Φ comes back to the host; the others' ΦᵀΦ does).
+    The smallest V is vmapped, the others evaluated one at a time; the largest is also called eagerly.
     `closed_form(mu, cov, directions, vocab)` works on float64 NumPy arrays."""
     timings = timings or Timings()
-    configs = [dict(vocab=v, dim=dim) for v in vocabs]
+    configs = [dict(vocab=v, dim=dim, _vmap=v == min(vocabs), _eager=EAGER if v == max(vocabs) else 0)
+               for v in vocabs]
     counts = split_count(n, len(configs))
     keys = [jax.random.split(jax.random.fold_in(key, i), max(c, 1)) for i, c in enumerate(counts)]
-    draws = [_draw_t4a(**cfg) for cfg in configs]
+    draws = [_draw_t4a(vocab=cfg["vocab"], dim=dim) for cfg in configs]
     values = _t4a_values(impl)
 
     def program(*key_sets):
         outs = []
-        for d, ks in zip(draws, key_sets, strict=True):
+        for cfg, d, ks in zip(configs, draws, key_sets, strict=True):
             x = jax.lax.map(d, ks)
-            few = jax.tree.map(lambda a: a[:VMAP], x)
             gram = jnp.einsum("nvd,nve->nde", x["phi"], x["phi"])  # ΦᵀΦ by the check, for NumPy's eigh
+            vals = jax.vmap(values)(x) if cfg["_vmap"] else jax.lax.map(values, x)
             outs.append({"x": {k: v for k, v in x.items() if k != "phi"}, "gram": gram, "phi": x["phi"][:FULL],
-                         "jit": jax.lax.map(values, x), "vmap": jax.vmap(values)(few)})
+                         "jit": vals})
         return outs
 
     outs = run_program("T4a", program, keys, (_hashable(configs), _hashable(impl), tuple(counts)), timings,
                        optimise=True)
     tol_z, tol_i, tol_bias, tol_value = 8.0, 12.0, 6.0, 64.0
-    rows, value_z, value_i, n_eager = [], [], [], 0
-    for cfg, out in zip(configs, outs, strict=True):
+    rows, value_z, value_i = [], [], []
+    nan_inf = lambda r: np.where(np.isnan(r), np.inf, r)
+    for cfg, out, count in zip(configs, outs, counts, strict=True):
         vocab, sigma = cfg["vocab"], t4a_sigma(cfg["vocab"])
-        # eager, on a few of the heads that came back whole (large V first: a sum over only part of V shows there)
         start = time.perf_counter()
-        n_e = EAGER if vocab >= 4096 or vocab == min(vocabs) else 0
         eager = [values({"phi": jnp.asarray(out["phi"][i]), "population": jnp.asarray(out["x"]["population"][i])})
-                 for i in range(min(n_e, len(out["phi"])))]
+                 for i in range(min(cfg["_eager"], len(out["phi"])))]
+        eager = jax.tree.map(lambda *a: np.stack([np.asarray(v) for v in a]), *eager) if eager else None
         timings.eager += time.perf_counter() - start
-        n_eager += len(eager)
         start = time.perf_counter()
         mu, cov, pop = f64(out["x"]["mu"]), f64(out["x"]["cov"]), f64(out["x"]["population"])
         predicted = closed_form(mu, cov, pop, vocab)
-        _, vecs = np.linalg.eigh(f64(out["gram"]))  # the principal directions: columns of the eigenvectors
+        _, vecs = np.linalg.eigh(f64(out["gram"]))  # the principal directions: the columns of the eigenvectors
         directions = np.swapaxes(vecs, -1, -2)
         predicted_e = closed_form(mu, cov, np.concatenate([directions, -directions], axis=-2), vocab)
         log_i_closed = predicted_e.min(-1) - predicted_e.max(-1)
-
-        def statement(vals, m):
-            signed = f64(vals["log_z"]) - predicted[:m]
-            return {"log_z": np.max(np.abs(signed), -1) / sigma, "bias": np.mean(signed, -1) / sigma,
-                    "log_i": np.abs(np.log(f64(vals["iso"])) - log_i_closed[:m]) / sigma}
-
-        count = counts[configs.index(cfg)]
-        stacked = jax.tree.map(lambda *a: np.stack([np.asarray(v) for v in a]), *eager) if eager else None
-        modes = [v for v in (out["jit"], out["vmap"], stacked) if v is not None]  # each: the first m instances
-        nan_inf = lambda r: np.where(np.isnan(r), np.inf, r)
-        res = statement(out["jit"], count)
+        modes = [out["jit"]] + ([eager] if eager is not None else [])  # each: the first instances of the V
+        res = _t4a_statement(out["jit"], predicted, log_i_closed, sigma)
         for vals in modes[1:]:
-            m = len(f64(vals["iso"]))
-            part = statement(vals, m)
+            part = _t4a_statement(vals, predicted, log_i_closed, sigma)
             for k in ("log_z", "log_i"):
+                m = len(part[k])
                 res[k][:m] = np.fmax(res[k][:m], nan_inf(part[k]))
-        # float64 NumPy on the heads that came back whole, for every mode that evaluated them
+        # float64 NumPy on the heads that came back whole, in every mode that evaluated them
         phi = f64(out["phi"])
-        ref_z = R.log_partition_along(phi, pop[:FULL])
-        ref_i = R.partition_isotropy(phi)
+        ref_z, ref_i = R.log_partition_along(phi, pop[:FULL]), R.partition_isotropy(phi)
         proj = np.max(np.abs(pop[:FULL] @ np.swapaxes(phi, -1, -2)), axis=(-2, -1))
         unit = eps() * (proj + math.log(vocab))  # the rounding scale of a logsumexp over V terms of size |proj|
         vz, vi = np.zeros(len(phi)), np.zeros(len(phi))
@@ -159,24 +156,27 @@ def check_t4a(key: jax.Array, n: int = 1000, vocabs: Sequence[int] = (256, 1024,
         value_z.append(vz)
         value_i.append(vi)
         timings.host += time.perf_counter() - start
-        m_text = f"jit {count}, vmap {min(VMAP, count)}, eager {len(eager)}"
+        how = "vmapped" if cfg["_vmap"] else "one at a time"
+        m_text = f"jit {count} {how}" + (f"; eager {len(f64(eager['iso']))}" if eager is not None else "")
         note = (f"V={vocab}: tolerance {tol_i * sigma:.3g} in log I vs predicted |log I| ≥ "
                 f"{-log_i_closed.max():.3g} (median {np.median(-log_i_closed):.3g})")
         # The mean signed error over all instances: at small V one instance's noise hides a missing ½cᵀΣc
         # (≤ 0.3), the mean over the instances does not (its noise is σ_V/√instances).
         bias = abs(float(np.mean(res["bias"]))) * math.sqrt(len(res["bias"]))
-        scope = f"V={vocab}: {count} of the {n} instances (one V each)"
+        scope = f"V={vocab}: {count} of the {n} instances (each V has its own)"
         uses_z, uses_i = ("log_partition_along",), ("partition_isotropy",)
         rows.append(row("T4a", f"mean of log Z(c) - closed form ≈ 0, V={vocab}", "σ_V/√instances", [bias],
                         tol_bias, uses=uses_z, modes=m_text,
-                        scope=f"V={vocab}: 1, the mean over {len(res['bias'])} instances"))
+                        scope=f"V={vocab}: 1, the mean over its {count} instances"))
         rows.append(row("T4a", f"log Z(c) vs log V + μᵀc + ½cᵀΣc, V={vocab}", "σ_V", res["log_z"], tol_z,
                         uses=uses_z, modes=m_text, scope=scope))
         rows.append(row("T4a", f"log partition_isotropy(Φ) vs closed form at NumPy eigh(ΦᵀΦ), V={vocab}", "σ_V",
                         res["log_i"], tol_i, note, uses=uses_i, modes=m_text, scope=scope))
     full_scope = f"the first {FULL} heads of each V, whose Φ comes back to the host"
-    full_modes = f"jit {sum(len(v) for v in value_z)}, vmap {sum(min(VMAP, len(v)) for v in value_z)}, " \
-                 f"eager {n_eager}"
+    n_eager = sum(cfg["_eager"] for cfg in configs)
+    full_modes = (f"jit {sum(len(v) for v, c in zip(value_z, configs, strict=True) if not c['_vmap'])} one at a "
+                  f"time + {sum(len(v) for v, c in zip(value_z, configs, strict=True) if c['_vmap'])} vmapped; "
+                  f"eager {n_eager}")
     rows.append(row("T4a", "log_partition_along = float64 NumPy logsumexp of Φc", "eps·(|Φc|∞+log V)",
                     np.concatenate(value_z), tol_value, kind="value", reference="reference.log_partition_along",
                     uses=("log_partition_along",), modes=full_modes, scope=full_scope))
@@ -203,15 +203,17 @@ def _direct_t4b(cfg, impl):
     log_probs = impl.get("log_probs", head.log_probs)
     log_partition = impl.get("log_partition", head.log_partition)
 
-    def f(x):
+    def f(x, eager=False):  # eager: the batched calls only (each eager call compiles its operations one by one)
         phi, c = x["phi"], x["c"]
-        return {"lp": log_probs(phi, c), "lz": log_partition(phi, c),
-                "lp_single": [log_probs(phi, c[i]) for i in range(2)],
-                "lz_single": [log_partition(phi, c[i]) for i in range(2)]}
+        out = {"lp": log_probs(phi, c), "lz": log_partition(phi, c)}
+        if not eager:
+            out["lp_single"] = [log_probs(phi, c[i]) for i in range(2)]
+            out["lz_single"] = [log_partition(phi, c[i]) for i in range(2)]
+        return out
     return f
 
 
-def _residuals_t4b(cfg, x, values, _):
+def _residuals_t4b(cfg, x, values, _, __):
     e = eps()
     phi, c = f64(x["phi"]), f64(x["c"])
     z = R.logits(phi, c)  # [n, m, V]
@@ -226,12 +228,16 @@ def _residuals_t4b(cfg, x, values, _):
     rms_z = np.sqrt(np.mean(centred**2, -1))
     lp_var = np.mean((lp - lp.mean(axis=1, keepdims=True)) ** 2, axis=(1, 2))
     ref_lp, ref_lz = R.log_softmax(z), R.logsumexp(z)
-    lp_single = np.stack([f64(v) for v in values["lp_single"]], axis=1)
-    lz_single = np.stack([f64(v) for v in values["lz_single"]], axis=1)
     worst = lambda r: np.max(np.abs(r).reshape(len(unit), -1), axis=1)
+    value, log_z = worst(lp - ref_lp) / unit, worst(lz - ref_lz) / unit
+    if "lp_single" in values:
+        lp_single = np.stack([f64(v) for v in values["lp_single"]], axis=1)
+        lz_single = np.stack([f64(v) for v in values["lz_single"]], axis=1)
+        value = np.maximum(value, worst(lp_single - ref_lp[:, :2]) / unit)
+        log_z = np.maximum(log_z, worst(lz_single - ref_lz[:, :2]) / unit)
     return {
-        "value": np.maximum(worst(lp - ref_lp), worst(lp_single - ref_lp[:, :2])) / unit,
-        "log_z": np.maximum(worst(lz - ref_lz), worst(lz_single - ref_lz[:, :2])) / unit,
+        "value": value,
+        "log_z": log_z,
         "same_residual": worst(res_p + res_z) / (unit * root_m),
         "bound": np.maximum(rms_fit - np.minimum(rms_z, eps_z), 0.0) / (unit * root_m),
         "eps_z": eps_z, "r2": 1.0 - np.mean(res_p**2, axis=(1, 2)) / lp_var,
@@ -239,8 +245,8 @@ def _residuals_t4b(cfg, x, values, _):
 
 
 # The last configuration has V > 4096 (fewer contexts, a smaller share of the instances).
-T4B_CONFIGS = [dict(vocab=64, dim=8, contexts=64), dict(vocab=256, dim=16, contexts=64),
-               dict(vocab=5000, dim=8, contexts=16, _share=0.25)]
+T4B_CONFIGS = [dict(vocab=64, dim=8, contexts=64, _eager=2), dict(vocab=256, dim=16, contexts=64, _vmap=True),
+               dict(vocab=5000, dim=8, contexts=16, _share=0.15)]
 
 
 def check_t4b(key: jax.Array, n: int = 1000, timings: Timings | None = None, configs: list[dict] | None = None,

@@ -8,8 +8,8 @@ ways; the documented value of a query that sees no key; the key-bias gradient (T
 
 from __future__ import annotations
 
+import dataclasses
 import math
-import time
 from collections.abc import Callable
 
 import jax
@@ -29,7 +29,6 @@ from isojax.theory.harness import (
     normals,
     residuals_over,
     row,
-    run_program,
     uniform,
 )
 
@@ -103,34 +102,34 @@ def t3_attention(params: att.AttentionParams, x: ArrayLike, g_y: ArrayLike, caus
 
 
 # The first two are the configurations the gradient-structure experiment uses; the rest add padding, no biases,
-# d_v ≠ d_k, (the last) queries that may see no key at all, and every score option of SCORES. Eager calls on the
-# two that have the most options (the others: `_eager` 0), to keep op-by-op compilation short.
+# d_v ≠ d_k, (the last) queries that may see no key at all, and every score option of SCORES. One is vmapped and
+# one called eagerly (harness.evaluate).
 T3_CONFIGS = [
-    dict(length=5, d_model=6, heads=1, d_k=3, causal=False, bias=True, padded=False, _eager=0),
-    dict(length=8, d_model=8, heads=2, d_k=4, causal=True, bias=True, padded=False, _eager=0),
-    dict(length=7, d_model=12, heads=3, d_k=5, d_v=3, causal=False, bias=True, padded=True, scores="t5", _eager=0),
+    dict(length=5, d_model=6, heads=1, d_k=3, causal=False, bias=True, padded=False),
+    dict(length=8, d_model=8, heads=2, d_k=4, causal=True, bias=True, padded=False),
+    dict(length=7, d_model=12, heads=3, d_k=5, d_v=3, causal=False, bias=True, padded=True, scores="t5", _vmap=True),
     dict(length=16, d_model=16, heads=4, d_k=4, d_v=6, causal=True, bias=True, padded=True, scores="alibi"),
-    dict(length=6, d_model=8, heads=2, d_k=4, d_v=2, causal=True, bias=False, padded=False, scores="inv_dk",
-         _eager=0),
-    dict(length=6, d_model=8, heads=2, d_k=3, d_v=5, causal=True, bias=True, padded=True, blind=True, scores="t5"),
+    dict(length=6, d_model=8, heads=2, d_k=4, d_v=2, causal=True, bias=False, padded=False, scores="inv_dk"),
+    dict(length=6, d_model=8, heads=2, d_k=3, d_v=5, causal=True, bias=True, padded=True, blind=True, scores="t5",
+         _eager=2),
 ]
 
 
 def _options(cfg: dict) -> tuple[float | None, str | Callable | None]:
-    """(scale, bias kind) of a config: its own "scores" option, or the statement's "scale"/"score_bias"."""
+    """(scale, bias kind) of a config: its own "scores" option, or the statement's "scale"/"bias_fn"."""
     if cfg.get("scores") == "given":
-        return _scale(cfg.get("scale"), cfg["d_k"]), cfg.get("score_bias")
+        return _scale(cfg.get("scale"), cfg["d_k"]), cfg.get("bias_fn")
     scale, bias = SCORES[cfg.get("scores", "default")]
     return _scale(scale, cfg["d_k"]), bias
 
 
 def _draw_t3(length, d_model, heads, d_k, causal, bias, padded, d_v=None, blind=False, scores="default",
-             scale=None, score_bias=None):
+             scale=None, bias_fn=None):
     """One T3 instance: weights and biases by `attention.init_from_normal` (init_attention's rule), x and the
     output cotangent N(0, 1), a padding mask and the score bias; the check's own projections Q, K, V, mask and
     per-head output cotangents for T3c; all from one normal and one uniform draw (`normals`)."""
     d_v = d_k if d_v is None else d_v
-    scale, bias_kind = _options(dict(scores=scores, scale=scale, score_bias=score_bias, d_k=d_k))
+    scale, bias_kind = _options(dict(scores=scores, scale=scale, bias_fn=bias_fn, d_k=d_k))
     s = 1.0 / math.sqrt(d_k) if scale is None else scale
 
     def one(k):
@@ -183,7 +182,7 @@ def _direct_t3(cfg, impl):
     causal = cfg["causal"]
     scale, _ = _options(cfg)
 
-    def direct(x):
+    def direct(x, eager=False):  # eager: no second call of forward and attend (each eager call compiles its ops)
         opts = dict(bias=x["bias"], scale=scale)
         params, inp, km = x["params"], x["x"], x["key_mask"]
         y, cache = f["forward"](params, inp, causal, km, **opts)
@@ -192,10 +191,11 @@ def _direct_t3(cfg, impl):
         out = dict(y=y, a=cache.a, v=cache.v, closed=closed.params, closed_x=closed.x, scores=closed.scores,
                    closed_bias=getattr(closed, "bias", None) if x["bias"] is not None else None,
                    y_sa=f["self_attention"](params, inp, causal, km, **opts),
-                   mask=f["mask"](inp.shape[0], causal, km), o_att=o_att, a_att=a_att,
-                   o_moved=f["attend"](x["q"], x["k"] + x["k_bar"], x["v"], x["allowed"], **opts)[0])
-        if "params_shift" in x:
-            out["y_shift"] = f["forward"](x["params_shift"], inp, causal, km, **opts)[0]
+                   mask=f["mask"](inp.shape[0], causal, km), o_att=o_att, a_att=a_att)
+        if not eager:
+            out["o_moved"] = f["attend"](x["q"], x["k"] + x["k_bar"], x["v"], x["allowed"], **opts)[0]
+            if "params_shift" in x:
+                out["y_shift"] = f["forward"](x["params_shift"], inp, causal, km, **opts)[0]
         return out
     return direct
 
@@ -236,19 +236,20 @@ def _leafwise_rel(closed: dict, ref: dict) -> np.ndarray:
     return np.max(np.stack(errs), axis=0)
 
 
-def _reference(cfg, x) -> tuple[np.ndarray, dict, np.ndarray]:
-    """(the mask, y, every gradient) of the float64 NumPy attention on a batch of instances."""
-    allowed = R.mask(x["x"].shape[-2], cfg["causal"], x["key_mask"])
+def _reference(cfg, x) -> dict:
+    """The mask, y and every gradient of the float64 NumPy attention on a batch of instances."""
+    n, length = x["x"].shape[:2]
+    allowed = np.broadcast_to(R.mask(length, cfg["causal"], x["key_mask"]), (n, length, length))
     p = _params(x["params"])
     scale, _ = _options(cfg)
     y = R.attention(p, x["x"], allowed, x["bias"], scale)
-    return allowed, y, R.attention_grads(p, x["x"], x["g_y"], allowed, x["bias"], scale)
+    return dict(allowed=allowed, y=y, grads=R.attention_grads(p, x["x"], x["g_y"], allowed, x["bias"], scale))
 
 
-def _residuals_t3(cfg, x, v, t):
+def _residuals_t3(cfg, x, v, t, ref):
     e = eps()
     n = len(x["x"])
-    allowed, y_ref, g_ref = _reference(cfg, x)
+    allowed, y_ref, g_ref = ref["allowed"], ref["y"], ref["grads"]
     rel = lambda a, b: np.linalg.norm((f64(a) - f64(b)).reshape(n, -1), axis=1) / np.maximum(
         np.linalg.norm(f64(b).reshape(n, -1), axis=1), np.finfo(float).tiny)
     flat = lambda a: np.abs(f64(a)).reshape(n, -1)
@@ -278,8 +279,8 @@ def _residuals_t3(cfg, x, v, t):
     row_sum = np.abs(f64(v["scores"]).sum(-1))
     with np.errstate(invalid="ignore", divide="ignore"):
         out["rows"] = np.max(np.where(row_sum == 0, 0.0, row_sum / (e * row_scale)).reshape(n, -1), axis=1)
-    absent = np.full(n, -np.inf)  # rows about b_K do not apply to configs without biases
-    out["t3b_closed"] = out["t3b_forward"] = out["t3b_auto"] = absent
+    for name in ("t3b_closed", "t3b_forward", "t3b_auto"):  # rows about b_K: not for configs without biases
+        out[name] = np.full(n, -np.inf)
     if "y_shift" in v:
         out["t3b_closed"] = np.linalg.norm(f64(closed["b_k"]).reshape(n, -1), axis=1) / np.sqrt(
             sum(np.sum(f64(g).reshape(n, -1) ** 2, 1) for k, g in ref_x.items() if g is not None and k != "bias")) / e
@@ -312,30 +313,8 @@ def _residuals_t3(cfg, x, v, t):
             per_unit = lambda err: np.where(err == 0, 0.0, err / unit_q)  # 0/0 when every query is blind
             out["t3c_centred"] = per_unit(np.linalg.norm((centred - g_q).reshape(n, -1), axis=1))
             out["t3c_translate_grad"] = per_unit(np.linalg.norm((f64(t["g_q_moved"]) - g_q).reshape(n, -1), axis=1))
-    out["t3c_translate_out"] = rel(v["o_moved"], v["o_att"]) / e
+    out["t3c_translate_out"] = rel(v["o_moved"], v["o_att"]) / e if "o_moved" in v else np.full(n, -np.inf)
     return out
-
-
-def _float64_backward(configs, inputs, fns, timings, cache_key):
-    """The implementation's forward and closed-form backward run in float64 on the same instances (float32 runs:
-    docs/theory.md promises ≤ 1e-10 there). -> per config {field: [n, ...]} (params' fields, "x", "bias")."""
-    def program(*per_config):
-        results = []
-        for cfg, x in zip(configs, per_config, strict=True):
-            scale, _ = _options(cfg)
-
-            def one(x, cfg=cfg, scale=scale):
-                _, cache = fns["forward"](x["params"], x["x"], cfg["causal"], x["key_mask"], bias=x["bias"],
-                                          scale=scale)
-                g = fns["backward"](x["params"], x["x"], cache, x["g_y"])
-                return g.params, g.x, getattr(g, "bias", None) if x["bias"] is not None else None
-            results.append(jax.lax.map(one, x))
-        return results
-
-    with jax.enable_x64(True):
-        cast = lambda a: jnp.asarray(a, jnp.float64) if np.issubdtype(a.dtype, np.floating) else jnp.asarray(a)
-        args = [jax.tree.map(cast, {k: x[k] for k in ("params", "x", "g_y", "key_mask", "bias")}) for x in inputs]
-        return run_program("T3-f64", program, args, cache_key, timings)
 
 
 def check_t3(key: jax.Array, n: int = 1000, configs: list[dict] | None = None, timings: Timings | None = None,
@@ -352,29 +331,11 @@ def check_t3(key: jax.Array, n: int = 1000, configs: list[dict] | None = None, t
     timings = timings or Timings()
     configs = configs or T3_CONFIGS
     if options is not None:
-        configs = [dict(cfg, scores="given", scale=options.get("scale"), score_bias=options.get("bias"))
+        configs = [dict(cfg, scores="given", scale=options.get("scale"), bias_fn=options.get("bias"))
                    for cfg in configs]
-    fns = _fns(impl)
+    _fns(impl)
     evs = evaluate("T3", _draw_t3, _direct_t3, key, n, configs, timings, impl, traced=_traced_t3)
-    res = residuals_over(evs, _residuals_t3, timings)
-    # float64: the implementation's closed form on the same instances, against the same float64 NumPy reference
-    start = time.perf_counter()
-    if jax.config.jax_enable_x64:
-        f64_res = res["backward"] * eps()
-    else:
-        outs = _float64_backward(configs, [ev.inputs for ev in evs], fns, timings,
-                                 (tuple(str(c) for c in configs), tuple(sorted(impl.items(), key=str)),
-                                  tuple(ev.count for ev in evs)))
-        parts = []
-        for ev, (g_params, g_x, g_bias) in zip(evs, outs, strict=True):
-            allowed, _, g_ref = _reference(ev.cfg, ev.inputs)
-            closed = {**_params(g_params), "x": g_x}
-            ref = {**{k: g_ref.get(k) for k in FIELDS}, "x": g_ref["x"]}
-            if ev.inputs["bias"] is not None:
-                closed["bias"], ref["bias"] = g_bias, g_ref["bias"]
-            parts.append(_leafwise_rel(closed, ref))
-        f64_res = np.concatenate(parts)
-    timings.host += time.perf_counter() - start
+    res = residuals_over(evs, _residuals_t3, timings, prepare=_reference)
     t5 = np.concatenate([worst["custom_vjp"] for ev, worst in zip(evs, _per_config(evs, res), strict=True)
                          if ev.cfg.get("scores") == "t5"]) if any(ev.cfg.get("scores") == "t5" for ev in evs) else None
     ue, uq = "rel/eps", "eps·(‖G_Q‖+|s|‖|G_S||K-k̄|‖)"
@@ -414,8 +375,6 @@ def check_t3(key: jax.Array, n: int = 1000, configs: list[dict] | None = None, t
         row("T3a", "closed-form backward = float64 NumPy gradients (every parameter, x, score bias)", ue,
             res["backward"], 1024.0, kind="value", reference="reference.attention_grads", uses=("backward",),
             modes=m),
-        row("T3a", "float64 closed form = float64 NumPy gradients (docs/theory.md: ≤ 1e-10)", "rel", f64_res,
-            4e-13, kind="value", reference="reference.attention_grads", uses=both, modes="jit (float64)"),
         row("T3a", "custom_vjp gradients = float64 NumPy (every parameter, x, score bias)", ue, res["custom_vjp"],
             1024.0, kind="value", reference="reference.attention_grads", uses=("closed_form",), modes=mt),
     ]
@@ -424,6 +383,14 @@ def check_t3(key: jax.Array, n: int = 1000, configs: list[dict] | None = None, t
                         1024.0, kind="value", reference="reference.attention_grads", uses=("closed_form",),
                         modes=modes_text([ev for ev in evs if ev.cfg.get("scores") == "t5"], eager=False),
                         scope="the configurations with T5's score options"))
+    # docs/theory.md promises ≤ 1e-10 in float64: checked when the run is float64 (CI runs both dtypes). A float32
+    # run does not compile the implementation a second time in float64 for it: that was a third of T3's time.
+    f64_note = "" if jax.config.jax_enable_x64 else "float64 runs only: JAX_ENABLE_X64=1 isojax check --only T3a"
+    f64_row = row("T3a", "float64 closed form = float64 NumPy gradients (docs/theory.md: ≤ 1e-10)", "rel",
+                  res["backward"] * eps() if jax.config.jax_enable_x64 else [0.0], 4e-13, f64_note, kind="value",
+                  reference="reference.attention_grads", uses=("backward",), modes=m)
+    rows.append(f64_row if jax.config.jax_enable_x64 else dataclasses.replace(
+        f64_row, max_residual=math.nan, instances=0, applicable=False))
     rows += [
         row("T3c", "G_Q unchanged by K -> K + 1cᵀ", uq, res["t3c_translate_grad"], 4096.0, uses=("attend",),
             modes=mt),

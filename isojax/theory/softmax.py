@@ -26,7 +26,6 @@ from isojax.theory.harness import (
     evaluate,
     f64,
     modes_text,
-    normal,
     normals,
     residuals_over,
     row,
@@ -49,16 +48,19 @@ def _stacked(values):
     return np.stack([f64(v) for v in values], axis=1) if isinstance(values, list) else f64(values)
 
 
-def _both(fn: Callable, *args, per: tuple[int, ...] = (1,)) -> dict:
-    """fn on each context alone and on the batch of them: {"single": [fn(ctx 0), fn(ctx 1)], "batched": fn(all)}.
-    `per`: the positions of the arguments whose first axis is the contexts (default: h, after phi)."""
-    pick = lambda i: [a[i] if j in per else a for j, a in enumerate(args)]
-    return {"single": [fn(*pick(i)) for i in range(CONTEXTS)], "batched": fn(*args)}
+def _both(fn: Callable, *args, per: tuple[int, ...] = (1,), eager: bool = False) -> dict:
+    """fn on the first context alone and on the batch of all: {"single": [fn(ctx 0)], "batched": fn(all)}; eager:
+    the single call only (each eager call compiles its operations one by one). `per`: the positions of the
+    arguments whose first axis is the contexts (default: h, after phi)."""
+    single = {"single": [fn(*[a[0] if j in per else a for j, a in enumerate(args)])]}
+    return single if eager else {**single, "batched": fn(*args)}
 
 
 def _variants(values: dict) -> list[dict]:
-    """{name: {"single": ..., "batched": ...}} -> [{name: [n, C, ...]} for the single calls, ... for the batch]."""
-    return [{k: _stacked(v[variant]) for k, v in values.items()} for variant in ("single", "batched")]
+    """{name: {"single": ..., "batched": ...}} -> [{name: [n, C, ...]} for the single calls, ... for the batch
+    (when there is one)]. C may be fewer than the instance's contexts (eager calls): compare with `[:, :C]`."""
+    return [{k: _stacked(v[variant]) for k, v in values.items()} for variant in ("single", "batched")
+            if variant in next(iter(values.values()))]
 
 
 def _worst(*per_variant: dict) -> dict:
@@ -83,15 +85,15 @@ def _direct_t1a(cfg, impl):
     probs = impl.get("probs", head.probs)
     log_partition = impl.get("log_partition", head.log_partition)
 
-    def f(x):
+    def f(x, eager=False):
         phi, h, b, bs = x["phi"], x["h"], x["b"], x["b_shift"]
-        return {"lp": _both(log_probs, phi, h, b), "lp_s": _both(log_probs, phi, h, bs),
-                "p": _both(probs, phi, h, b), "p_s": _both(probs, phi, h, bs),
-                "lz": _both(log_partition, phi, h, b), "lz_s": _both(log_partition, phi, h, bs)}
+        both = lambda fn, b_: _both(fn, phi, h, b_, eager=eager)
+        return {"lp": both(log_probs, b), "lp_s": both(log_probs, bs), "p": both(probs, b), "p_s": both(probs, bs),
+                "lz": both(log_partition, b), "lz_s": both(log_partition, bs)}
     return f
 
 
-def _residuals_t1a(cfg, x, values, _):
+def _residuals_t1a(cfg, x, values, _, __):
     z, zs = R.logits(x["phi"], x["h"], x["b"]), R.logits(x["phi"], x["h"], x["b_shift"])  # [n, C, V]
     a = f64(x["a"])
     scale = eps() * (np.abs(a) + np.max(np.abs(z), axis=(1, 2)) + 1.0)
@@ -99,13 +101,16 @@ def _residuals_t1a(cfg, x, values, _):
     ref, ref_s = R.log_softmax(z), R.log_softmax(zs)
     out = []
     for v in _variants(values):
+        c = v["lz"].shape[1]  # contexts evaluated
+        z_, zs_, ref_, ref_s_ = z[:, :c], zs[:, :c], ref[:, :c], ref_s[:, :c]
         out.append({
             "log_softmax": unit(np.abs(v["lp_s"] - v["lp"])),
             "softmax": unit(np.abs(v["p_s"] - v["p"])),
             "logsumexp": unit(np.abs(v["lz_s"] - a[:, None] - v["lz"])),
-            "log_softmax_ref": np.maximum(unit(np.abs(v["lp"] - ref)), unit(np.abs(v["lp_s"] - ref_s))),
-            "softmax_ref": np.maximum(unit(np.abs(v["p"] - R.softmax(z))), unit(np.abs(v["p_s"] - R.softmax(zs)))),
-            "logsumexp_ref": np.maximum(unit(np.abs(v["lz"] - R.logsumexp(z))), unit(np.abs(v["lz_s"] - R.logsumexp(zs)))),
+            "log_softmax_ref": np.maximum(unit(np.abs(v["lp"] - ref_)), unit(np.abs(v["lp_s"] - ref_s_))),
+            "softmax_ref": np.maximum(unit(np.abs(v["p"] - R.softmax(z_))), unit(np.abs(v["p_s"] - R.softmax(zs_)))),
+            "logsumexp_ref": np.maximum(unit(np.abs(v["lz"] - R.logsumexp(z_))),
+                                        unit(np.abs(v["lz_s"] - R.logsumexp(zs_)))),
         })
     return _worst(*out)
 
@@ -121,7 +126,9 @@ def _naive_finite(evs) -> float:
     return float(np.mean(np.concatenate(finite)))
 
 
-T1A_CONFIGS = [dict(vocab=2, dim=4), dict(vocab=17, dim=8), dict(vocab=256, dim=16)]
+# One configuration vmapped, one called eagerly (harness.evaluate); V = 64, d = 8 for the eager calls of every head
+# check, so they share compiled operations.
+T1A_CONFIGS = [dict(vocab=2, dim=4, _vmap=True), dict(vocab=64, dim=8, _eager=2), dict(vocab=257, dim=16)]
 
 
 def check_t1a(key: jax.Array, n: int = 1000, timings: Timings | None = None, configs: list[dict] | None = None,
@@ -172,15 +179,16 @@ def _direct_t1b(cfg, impl):
     logits = impl.get("logits", head.logits)
     centred_head = impl.get("centred_head", head.centred_head)
 
-    def f(x):
+    def f(x, eager=False):
         phi = x["phi"]
-        return {"lp": _both(log_probs, phi, x["h"]), "lp_null": _both(log_probs, phi, x["h_null"]),
-                "lp_any": _both(log_probs, phi, x["h_any"]), "z": _both(logits, phi, x["h"]),
-                "z_null": _both(logits, phi, x["h_null"]), "centred": centred_head(phi)}
+        both = lambda fn, h: _both(fn, phi, h, eager=eager)
+        return {"lp": both(log_probs, x["h"]), "lp_null": both(log_probs, x["h_null"]),
+                "lp_any": both(log_probs, x["h_any"]), "z": both(logits, x["h"]), "z_null": both(logits, x["h_null"]),
+                "centred": centred_head(phi)}
     return f
 
 
-def _residuals_t1b(cfg, x, values, _):
+def _residuals_t1b(cfg, x, values, _, __):
     e = eps()
     phi, h = f64(x["phi"]), f64(x["h"])
     lam_null, lam_any = f64(x["h_null"]) - h, f64(x["h_any"]) - h  # what the implementation was given
@@ -193,13 +201,14 @@ def _residuals_t1b(cfg, x, values, _):
     centred = f64(values["centred"]["single"] if isinstance(values["centred"], dict) else values["centred"])
     out = []
     for v in _variants({k: w for k, w in values.items() if k != "centred"}):
+        c = v["z"].shape[1]  # contexts evaluated
         moved = v["z_null"] - v["z"]
         delta = v["lp_any"] - v["lp"]
         out.append({
             "invariant": worst(v["lp_null"] - v["lp"]) / scale_null,
             "span_one": worst(moved - moved.mean(-1, keepdims=True)) / scale_null,
-            "identity": worst(delta - delta.mean(-1, keepdims=True) - change[..., 0]) / scale_any,
-            "logits_ref": worst(v["z"] - R.logits(phi, h)) / (e * (size + 1.0)),
+            "identity": worst(delta - delta.mean(-1, keepdims=True) - change[:, :c, :, 0]) / scale_any,
+            "logits_ref": worst(v["z"] - R.logits(phi, h)[:, :c]) / (e * (size + 1.0)),
         })
     res = _worst(*out)
     res["centred"] = worst(centred - R.centred(phi)) / (e * np.max(np.abs(phi), axis=(1, 2)))
@@ -207,7 +216,8 @@ def _residuals_t1b(cfg, x, values, _):
 
 
 # rank of Φ_c: min(V - 1, rank); its null space holds the dim - rank coordinate axes whose columns are constant.
-T1B_CONFIGS = [dict(vocab=4, dim=8, rank=3), dict(vocab=16, dim=24, rank=15), dict(vocab=64, dim=16, rank=10)]
+T1B_CONFIGS = [dict(vocab=4, dim=8, rank=3, _vmap=True), dict(vocab=16, dim=24, rank=15),
+               dict(vocab=64, dim=8, rank=5, _eager=2)]
 
 
 def check_t1b(key: jax.Array, n: int = 1000, timings: Timings | None = None, configs: list[dict] | None = None,
@@ -249,11 +259,11 @@ def _direct_t1c(cfg, impl):
     log_probs = impl.get("log_probs", head.log_probs)
     kl = impl.get("kl", head.kl_divergence)
 
-    def f(x):
+    def f(x, eager=False):
         phi = x["phi"]
         lp, lp_t = log_probs(phi, x["h"]), log_probs(phi, x["h_t"])
-        return {"fisher": _both(fisher, phi, x["h"]), "kl_t": _both(kl, lp, lp_t, per=(0, 1)),
-                "kl": _both(kl, x["log_p"], x["log_q"], per=(0, 1))}
+        return {"fisher": _both(fisher, phi, x["h"], eager=eager), "kl_t": _both(kl, lp, lp_t, per=(0, 1), eager=eager),
+                "kl": _both(kl, x["log_p"], x["log_q"], per=(0, 1), eager=eager)}
     return f
 
 
@@ -268,7 +278,7 @@ def _traced_t1c(cfg, impl):
     return f
 
 
-def _residuals_t1c(cfg, x, values, traced):
+def _residuals_t1c(cfg, x, values, traced, _):
     e = eps()
     phi, h = f64(x["phi"]), f64(x["h"])
     p = R.softmax(R.logits(phi, h))  # [n, C, V]
@@ -284,18 +294,19 @@ def _residuals_t1c(cfg, x, values, traced):
     r = np.max(proj, axis=(1, 2)) - np.min(proj, axis=(1, 2))
     out = []
     for v in _variants(values):
+        c = v["kl"].shape[1]  # contexts evaluated
         quad = np.einsum("nd,ncde,ne->nc", u, v["fisher"], u)
         remainder = v["kl_t"] - 0.5 * t[:, None] ** 2 * quad
         out.append({
-            "literal": np.max(np.linalg.norm(v["fisher"] - f_ref, axis=(-2, -1)) / unit, axis=1),
+            "literal": np.max(np.linalg.norm(v["fisher"] - f_ref[:, :c], axis=(-2, -1)) / unit[:, :c], axis=1),
             "expansion": np.max(np.abs(remainder), axis=1) / (t**3 * r**3 / 24.0),
-            "kl": np.max(np.abs(v["kl"] - R.kl(lp_in, lq_in)) / kl_scale, axis=1),
+            "kl": np.max(np.abs(v["kl"] - R.kl(lp_in, lq_in)[:, :c]) / kl_scale[:, :c], axis=1),
             "hessian": np.linalg.norm(v["fisher"][:, 0] - f64(traced["hessian"]), axis=(-2, -1)) / unit[:, 0],
         })
     return _worst(*out)
 
 
-T1C_CONFIGS = [dict(vocab=8, dim=4), dict(vocab=64, dim=8), dict(vocab=256, dim=16)]
+T1C_CONFIGS = [dict(vocab=8, dim=4, _vmap=True), dict(vocab=64, dim=8, _eager=2), dict(vocab=256, dim=16)]
 
 
 def check_t1c(key: jax.Array, n: int = 1000, timings: Timings | None = None, configs: list[dict] | None = None,
