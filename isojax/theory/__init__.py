@@ -54,8 +54,10 @@ from isojax.theory.partition import (
 )
 from isojax.theory.self_attention import SCORES, T3_CONFIGS, check_t3, mask_pattern, score_bias, t3_attention
 from isojax.theory.softmax import T1A_CONFIGS, T1B_CONFIGS, T1C_CONFIGS, check_t1a, check_t1b, check_t1c, naive_probs
+from isojax.theory.table import format_report, report_json
 
-__all__ = ["CHECKS", "LABELS", "IMPL_FUNCTIONS", "run_checks", "load_impl", "impl_kwargs", "CheckRow", "CheckReport",
+__all__ = ["CHECKS", "LABELS", "IMPL_FUNCTIONS", "run_checks", "load_impl", "impl_kwargs", "format_report",
+           "report_json", "CheckRow", "CheckReport",
            "Timings", "reference", "routes", "naive_probs", "mask_pattern", "score_bias", "SCORES",
            "gaussian_log_partition", "T4A_MAX_VAR", "t4a_sigma", "T1A_CONFIGS", "T1B_CONFIGS", "T1C_CONFIGS",
            "T2_CONFIGS", "T3_CONFIGS", "T4B_CONFIGS", "T5A_CONFIGS", "t2_head_gradients", "head_instance",

@@ -271,6 +271,11 @@ def worst_over_modes(ev: Evaluated, residuals: Callable, prepare: Callable | Non
     direct values, traced values, prepared) -> {name: [instances]}` (NumPy, float64) runs on the jit values and
     on the eager ones (with the jit traced values of the same instances); `prepare(cfg, inputs)`, computed once,
     holds what does not depend on the mode (the float64 references), with a leading instance axis."""
+    with np.errstate(all="ignore"):  # a broken implementation's inf and NaN make inf residuals, not warnings
+        return _worst_over_modes(ev, residuals, prepare, timings)
+
+
+def _worst_over_modes(ev, residuals, prepare, timings):
     start = time.perf_counter()
     nan_inf = lambda v: np.where(np.isnan(v), np.inf, np.asarray(v, np.float64))  # NaN anywhere is a failure
     ref = prepare(ev.cfg, ev.inputs) if prepare else None
