@@ -8,7 +8,6 @@ from isojax import theory
 from isojax._validate import float_dtype
 from tests.theory_mutations import MUTATIONS, SMALL, run_small
 
-
 _RUNS: dict = {}
 
 

@@ -302,7 +302,7 @@ def modes_text(evs: list[Evaluated], eager: bool = True) -> str:
     rows whose values come from autodiff through the implementation, which traces it even outside jit)."""
     mapped = sum(ev.count for ev in evs if not ev.vmapped)
     vmapped = sum(ev.count for ev in evs if ev.vmapped)
-    text = f"jit {mapped} one at a time + {vmapped} vmapped"
+    text = "jit " + " + ".join([f"{mapped} one at a time"] * bool(mapped) + [f"{vmapped} vmapped"] * bool(vmapped))
     n_eager = sum(len(ev.eager_idx) for ev in evs)
     return text + (f"; eager {n_eager}" if eager and n_eager else "")
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 __all__ = ["logits", "log_softmax", "softmax", "logsumexp", "centred", "fisher", "kl", "expected_value",
            "grad_logits", "grad_h", "grad_phi", "sgd_step", "mask", "attention", "attention_grads",
@@ -19,46 +20,46 @@ __all__ = ["logits", "log_softmax", "softmax", "logsumexp", "centred", "fisher",
            "gaussian_log_partition"]
 
 
-def _f(x) -> np.ndarray:
+def _f(x: ArrayLike) -> np.ndarray:
     return np.asarray(x, dtype=np.float64)
 
 
 # ----------------------------------------------------------------------------------------------- the head
 
-def logits(phi, h, b=None) -> np.ndarray:
+def logits(phi: ArrayLike, h: ArrayLike, b: ArrayLike | None = None) -> np.ndarray:
     """z = Φh + b. phi [..., V, d], h [..., C, d], b [..., V] or None -> [..., C, V]"""
     z = _f(h) @ np.swapaxes(_f(phi), -1, -2)
     return z if b is None else z + _f(b)[..., None, :]
 
 
-def log_softmax(z) -> np.ndarray:
+def log_softmax(z: ArrayLike) -> np.ndarray:
     """z - m - log Σ_w exp(z_w - m), m = max z, along the last axis. [..., V]"""
     z = _f(z)
     m = np.max(z, axis=-1, keepdims=True)
     return z - m - np.log(np.sum(np.exp(z - m), axis=-1, keepdims=True))
 
 
-def logsumexp(z) -> np.ndarray:
+def logsumexp(z: ArrayLike) -> np.ndarray:
     """m + log Σ_w exp(z_w - m) along the last axis. [..., V] -> [...]"""
     z = _f(z)
     m = np.max(z, axis=-1)
     return m + np.log(np.sum(np.exp(z - m[..., None]), axis=-1))
 
 
-def softmax(z) -> np.ndarray:
+def softmax(z: ArrayLike) -> np.ndarray:
     """exp(z - m) / Σ exp(z - m) along the last axis. [..., V]"""
     e = np.exp(_f(z) - np.max(_f(z), axis=-1, keepdims=True))
     return e / np.sum(e, axis=-1, keepdims=True)
 
 
-def centred(phi) -> np.ndarray:
+def centred(phi: ArrayLike) -> np.ndarray:
     """(I - 11ᵀ/V) Φ, the centring written as a projection. [..., V, d]"""
     phi = _f(phi)
     v = phi.shape[-2]
     return (np.eye(v) - np.full((v, v), 1.0 / v)) @ phi
 
 
-def fisher(phi, h, b=None) -> np.ndarray:
+def fisher(phi: ArrayLike, h: ArrayLike, b: ArrayLike | None = None) -> np.ndarray:
     """F(h) = Σ_w p_w (φ_w - μ)(φ_w - μ)ᵀ with μ = Σ_w p_w φ_w, the covariance of φ under p(·|h).
     phi [..., V, d], h [..., C, d] -> [..., C, d, d]"""
     phi = _f(phi)
@@ -68,7 +69,7 @@ def fisher(phi, h, b=None) -> np.ndarray:
     return np.einsum("...cv,...cvi,...cvj->...cij", p, dev, dev)
 
 
-def kl(log_p, log_q) -> np.ndarray:
+def kl(log_p: ArrayLike, log_q: ArrayLike) -> np.ndarray:
     """KL(p ‖ q) = Σ_w p_w (log p_w - log q_w), terms with p_w = 0 dropped. [..., V] -> [...]"""
     log_p, log_q = _f(log_p), _f(log_q)
     p = np.exp(log_p)
@@ -77,33 +78,33 @@ def kl(log_p, log_q) -> np.ndarray:
     return np.sum(terms, axis=-1)
 
 
-def expected_value(log_p, values) -> np.ndarray:
+def expected_value(log_p: ArrayLike, values: ArrayLike) -> np.ndarray:
     """Σ_w v_w p_w. log_p [..., V], values [..., V] (broadcast) -> [...]"""
     return np.sum(np.exp(_f(log_p)) * _f(values), axis=-1)
 
 
-def _one_hot(y, vocab: int) -> np.ndarray:
+def _one_hot(y: ArrayLike, vocab: int) -> np.ndarray:
     return (np.asarray(y)[..., None] == np.arange(vocab)).astype(np.float64)
 
 
-def grad_logits(phi, h, y, b=None) -> np.ndarray:
+def grad_logits(phi: ArrayLike, h: ArrayLike, y: ArrayLike, b: ArrayLike | None = None) -> np.ndarray:
     """∇_z ℓ = p - e_y for ℓ = -log p(y|h). y [..., C] ints -> [..., C, V]"""
     p = softmax(logits(phi, h, b))
     return p - _one_hot(y, p.shape[-1])
 
 
-def grad_h(phi, h, y, b=None) -> np.ndarray:
+def grad_h(phi: ArrayLike, h: ArrayLike, y: ArrayLike, b: ArrayLike | None = None) -> np.ndarray:
     """∇_h ℓ = Φ_cᵀ(p - e_y), Φ_c = Φ minus its row mean. -> [..., C, d]"""
     phi = _f(phi)
     return grad_logits(phi, h, y, b) @ (phi - np.mean(phi, axis=-2, keepdims=True))
 
 
-def grad_phi(phi, h, y, b=None) -> np.ndarray:
+def grad_phi(phi: ArrayLike, h: ArrayLike, y: ArrayLike, b: ArrayLike | None = None) -> np.ndarray:
     """∇_Φ ℓ = (p - e_y) hᵀ. -> [..., C, V, d]"""
     return grad_logits(phi, h, y, b)[..., :, None] * _f(h)[..., None, :]
 
 
-def sgd_step(phi, b, xs, ys, lr: float) -> tuple[np.ndarray, np.ndarray]:
+def sgd_step(phi: ArrayLike, b: ArrayLike, xs: ArrayLike, ys: ArrayLike, lr: float) -> tuple[np.ndarray, np.ndarray]:
     """One plain SGD step of the mean cross-entropy over a batch: Φ - lr·mean_i (p_i - e_yi) h_iᵀ and
     b - lr·mean_i (p_i - e_yi). phi [..., V, d], b [..., V], xs [..., B, d], ys [..., B] -> (phi, b)"""
     g = grad_logits(phi, xs, ys, b)  # [..., B, V]
@@ -113,7 +114,7 @@ def sgd_step(phi, b, xs, ys, lr: float) -> tuple[np.ndarray, np.ndarray]:
 
 # ------------------------------------------------------------------------------------------------ attention
 
-def mask(length: int, causal: bool, key_mask=None) -> np.ndarray:
+def mask(length: int, causal: bool, key_mask: ArrayLike | None = None) -> np.ndarray:
     """Query i may see key j iff (not causal or j ≤ i) and key j is not padding, one pair at a time.
     key_mask [..., T] bool or None -> [..., T, T] bool"""
     visible = np.ones((length,), bool) if key_mask is None else np.asarray(key_mask, bool)
@@ -151,7 +152,8 @@ def _weights(q, k, allowed, bias, scale: float):
     return np.stack(rows, axis=-2)  # [..., T, T]
 
 
-def attention(p: dict, x, allowed, bias=None, scale: float | None = None) -> np.ndarray:
+def attention(p: dict, x: ArrayLike, allowed: ArrayLike, bias: ArrayLike | None = None,
+              scale: float | None = None) -> np.ndarray:
     """Multi-head self-attention, a loop over heads and queries. p: {w_q, w_k, w_v, w_o, b_q, b_k, b_v, b_o}
     (biases None or absent) with leading instance axes; x [..., T, D]; allowed [..., T, T] bool; bias
     [..., H, T, T] or None; scale None = 1/√d_k. -> y [..., T, D]"""
@@ -166,7 +168,8 @@ def attention(p: dict, x, allowed, bias=None, scale: float | None = None) -> np.
     return y + (0.0 if p.get("b_o") is None else _f(p["b_o"])[..., None, :])
 
 
-def attention_grads(p: dict, x, g_y, allowed, bias=None, scale: float | None = None) -> dict[str, np.ndarray]:
+def attention_grads(p: dict, x: ArrayLike, g_y: ArrayLike, allowed: ArrayLike, bias: ArrayLike | None = None,
+                    scale: float | None = None) -> dict[str, np.ndarray]:
     """Every gradient of ⟨G_Y, attention(p, x)⟩ by the chain rule, head by head, the softmax's Jacobian
     diag(a) - aaᵀ built per query. -> {w_q, ..., b_o (where p has them), x, bias (if given), scale}"""
     x, g_y = _f(x), _f(g_y)
@@ -210,7 +213,7 @@ def attention_grads(p: dict, x, g_y, allowed, bias=None, scale: float | None = N
 
 # ---------------------------------------------------------------------------------- the partition function
 
-def principal_directions(phi) -> np.ndarray:
+def principal_directions(phi: ArrayLike) -> np.ndarray:
     """The unit eigenvectors of ΦᵀΦ (the columns of eigh's eigenvector matrix), both signs. [..., V, d] ->
     [..., 2d, d]"""
     phi = _f(phi)
@@ -219,18 +222,18 @@ def principal_directions(phi) -> np.ndarray:
     return np.concatenate([rows, -rows], axis=-2)
 
 
-def log_partition_along(phi, directions) -> np.ndarray:
+def log_partition_along(phi: ArrayLike, directions: ArrayLike) -> np.ndarray:
     """log Z(c) = log Σ_w exp(φ_wᵀc) for each direction. phi [..., V, d], directions [..., m, d] -> [..., m]"""
     return logsumexp(_f(directions) @ np.swapaxes(_f(phi), -1, -2))
 
 
-def partition_isotropy(phi) -> np.ndarray:
+def partition_isotropy(phi: ArrayLike) -> np.ndarray:
     """I(Φ) = min_c Z(c) / max_c Z(c) over the principal directions, both signs. [..., V, d] -> [...]"""
     log_z = log_partition_along(phi, principal_directions(phi))
     return np.exp(np.min(log_z, axis=-1) - np.max(log_z, axis=-1))
 
 
-def gaussian_log_partition(mu, cov, directions, vocab: int) -> np.ndarray:
+def gaussian_log_partition(mu: ArrayLike, cov: ArrayLike, directions: ArrayLike, vocab: int) -> np.ndarray:
     """log E[Z(c)] = log V + μᵀc + ½cᵀΣc for rows ~ N(μ, Σ). mu [..., d], cov [..., d, d], directions
     [..., m, d] -> [..., m]"""
     c = _f(directions)
@@ -238,7 +241,7 @@ def gaussian_log_partition(mu, cov, directions, vocab: int) -> np.ndarray:
     return math.log(vocab) + linear + 0.5 * np.einsum("...md,...de,...me->...m", c, _f(cov), c)
 
 
-def affine_fit_residual(y, c) -> np.ndarray:
+def affine_fit_residual(y: ArrayLike, c: ArrayLike) -> np.ndarray:
     """Residuals of the least-squares affine fit of each column of y on c, by QR of [1, c].
     y [..., m, k], c [..., m, d] -> [..., m, k]"""
     c = _f(c)

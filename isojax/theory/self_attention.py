@@ -43,7 +43,8 @@ FIELDS = ("w_q", "w_k", "w_v", "w_o", "b_q", "b_k", "b_v", "b_o")
 SCORES = {"default": (None, None), "t5": (1.0, "relative"), "alibi": (None, "alibi"), "inv_dk": ("1/d_k", "random")}
 
 
-def score_bias(kind: str | Callable | None, heads: int, length: int, key: jax.Array, dtype) -> jax.Array | None:
+def score_bias(kind: str | Callable | None, heads: int, length: int, key: jax.Array,
+               dtype: jnp.dtype) -> jax.Array | None:
     """The additive score bias [H, T, T] of a T3 instance: one of SCORES' kinds (drawn from `key` where
     random), or a callable (heads, length) -> [H, T, T] (a user's statement parameter), or None."""
     if kind is None:
