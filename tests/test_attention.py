@@ -37,6 +37,21 @@ def test_closed_form_vjp_equals_jax_vjp(causal, bias, padded):
     assert _relative((cf_p, cf_x), (auto_p, auto_x)) <= tol(1e-5, 1e-10)
 
 
+def test_init_attention_weights_are_those_every_model_was_trained_from():
+    # init_from_normal holds the rule now; the draws, and so every trained model's start, are what they were:
+    # standard normals from keys 0-7 of split(key, 8), weights over √fan_in, biases times 0.1
+    ks = jax.random.split(jax.random.PRNGKey(3), 8)
+    params = att.init_attention(jax.random.PRNGKey(3), 12, heads=3, d_k=4, d_v=5)
+    shapes = [(3, 12, 4), (3, 12, 4), (3, 12, 5), (3, 5, 12), (3, 4), (3, 4), (3, 5), (12,)]
+    scales = [12 ** -0.5] * 3 + [15 ** -0.5] + [0.1] * 4
+    for i, name in enumerate(("w_q", "w_k", "w_v", "w_o", "b_q", "b_k", "b_v", "b_o")):
+        draw = jax.random.normal(ks[i], shapes[i], params.w_q.dtype)
+        expected = draw / (12 ** 0.5 if i < 3 else 15 ** 0.5) if i < 4 else 0.1 * draw
+        np.testing.assert_array_equal(getattr(params, name), expected, err_msg=name)
+        assert abs(float(jnp.std(getattr(params, name))) / scales[i] - 1.0) < 0.8
+    assert att.init_attention(jax.random.PRNGKey(3), 12, 3, 4, 5, bias=False).b_q is None
+
+
 _MASKS = {"none": (False, None), "causal": (True, None), "padding": (False, [True, False, True, True, False, True]),
           "both": (True, [True, False, True, True, False, True]),
           "blind": (True, [False, False, True, True, False, True])}  # causal + padding: queries 0, 1 see no key

@@ -321,7 +321,7 @@ def _residuals_t3(cfg, x, v, t, ref):
 def check_t3(key: jax.Array, n: int = 1000, configs: list[dict] | None = None, timings: Timings | None = None,
              options: dict | None = None, **impl) -> list[CheckRow]:
     """T3a–c over random multi-head, masked (causal, padding, both, none), biased and unbiased instances, with
-    d_v ≠ d_k, queries that see no key and the score options of SCORES; T3a also in float64.
+    d_v ≠ d_k, queries that see no key and the score options of SCORES, against a float64 NumPy attention.
 
     impl: forward(params, x, causal, key_mask, bias=, scale=) -> (y, AttentionCache), backward(params, x, cache,
     g_y) -> AttentionGrads, attend(q, k, v, allowed, bias=, scale=) -> (o, a), mask(T, causal, key_mask),
