@@ -44,8 +44,6 @@ class _Name:
 
 def _signature(obj) -> str:
     sig = inspect.signature(obj)
-    # (`empty`, the default of a parameter without one, is a class: callable, with a __qualname__, and a **kwargs
-    # parameter may not be given a default: the check functions' signatures were left out for it)
     named = lambda p: p.default is not p.empty and callable(p.default) and hasattr(p.default, "__qualname__")
     params = [p.replace(default=_Name(p.default.__qualname__)) if named(p) else p for p in sig.parameters.values()]
     return str(sig.replace(parameters=params))

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from isojax import attention as att
-from isojax import head, isotropy, keys, theory
+from isojax import head, isotropy, theory
+from isojax.runs import keys
 from isojax.theory import harness
 from isojax.theory import reference as R
 from tests import user_attention

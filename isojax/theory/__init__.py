@@ -31,7 +31,7 @@ from typing import Any
 
 import jax
 
-from isojax import keys as _keys
+from isojax.runs import keys as _keys
 from isojax.theory import reference, routes
 from isojax.theory.guarantee import T5A_CONFIGS, check_t5a
 from isojax.theory.harness import CheckReport, CheckRow, Timings
@@ -205,17 +205,16 @@ def run_checks(key: jax.Array, n: int = 1000, only: list[str] | None = None, thr
     IMPL_FUNCTIONS; the checks it gives functions for run on them (isojax's for the rest), each of their rows
     that tests none of them is shown not applicable, and the other checks are one not-applicable row each.
 
-    The checks run on `threads` threads (default: one per core, at most 4, when isojax's single-threaded Eigen
-    setting is in effect, else 1), the slowest to compile first: each is traced in Python, but XLA compiles
-    with the GIL released, so one check compiles while another traces or runs. The rows are the same as one
-    after another: each check has its own key and programs, and T3's float64 route sets x64 in a thread-local
-    context."""
+    The checks run on `threads` threads (default: one per core, at most 4, when XLA runs with single-threaded
+    Eigen, as `runs.runtime.configure_xla()` sets it for every entry point; else 1), the slowest to compile
+    first: each is traced in Python, but XLA compiles with the GIL released, so one check compiles while another
+    traces or runs. The rows are the same as one after another: each check has its own key and programs."""
     plan = _plan(only)
     if isinstance(impl, str):
         impl = load_impl(impl)
     given = {name: impl_kwargs(impl, name) for name in plan} if impl is not None else {name: {} for name in plan}
-    # several checks at once only with isojax's single-threaded Eigen (isojax/__init__.py): XLA's multi-threaded
-    # pool can wedge when a batched LAPACK call runs beside other parallel work
+    # several checks at once only with single-threaded Eigen (runs.runtime.EIGEN_FLAG): XLA's multi-threaded pool
+    # can wedge when a batched LAPACK call runs beside other parallel work
     single_eigen = "xla_cpu_multi_thread_eigen=false" in os.environ.get("XLA_FLAGS", "")
     threads = threads or (min(os.cpu_count() or 1, 4) if single_eigen else 1)
     runnable = [name for name in plan if impl is None or given[name]]
