@@ -336,6 +336,8 @@ def test_statements_without_the_users_functions_are_not_applicable():
     assert t5a["ŷ = float64 NumPy Σ_w v_w p_w, for p_f and p*"].applicable
     assert not t5a["KL(p*‖p_f) = float64 NumPy Σ p*(log p* - log p_f)"].applicable  # tests kl only
     assert report.passed and report.impl == "SimpleNamespace"
+    with pytest.raises(ValueError, match="gives none of the functions the checks"):
+        theory.run_checks(KEY, 8, ["T3"], impl=mine)  # a typo in every name is not a pass
 
 
 @pytest.mark.parametrize("name, fails", [("alibi", None), ("inv_dk", None),

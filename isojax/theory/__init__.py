@@ -210,9 +210,14 @@ def run_checks(key: jax.Array, n: int = 1000, only: list[str] | None = None, thr
     first: each is traced in Python, but XLA compiles with the GIL released, so one check compiles while another
     traces or runs. The rows are the same as one after another: each check has its own key and programs."""
     plan = _plan(only)
+    impl_name = "isojax" if impl is None else impl if isinstance(impl, str) else getattr(
+        impl, "__name__", type(impl).__name__)
     if isinstance(impl, str):
         impl = load_impl(impl)
     given = {name: impl_kwargs(impl, name) for name in plan} if impl is not None else {name: {} for name in plan}
+    if impl is not None and not any(given.values()):
+        wanted = sorted({f for name in plan for f in IMPL_FUNCTIONS[name]})
+        raise ValueError(f"impl {impl_name!r} gives none of the functions the checks {list(plan)} take: {wanted}")
     # several checks at once only with single-threaded Eigen (runs.runtime.EIGEN_FLAG): XLA's multi-threaded pool
     # can wedge when a batched LAPACK call runs beside other parallel work
     single_eigen = "xla_cpu_multi_thread_eigen=false" in os.environ.get("XLA_FLAGS", "")
@@ -235,7 +240,6 @@ def run_checks(key: jax.Array, n: int = 1000, only: list[str] | None = None, thr
         with ThreadPoolExecutor(threads) as pool:
             done = dict(zip(order, pool.map(one, order), strict=True))
     rows = []
-    impl_name = "isojax" if impl is None else getattr(impl, "__name__", type(impl).__name__)
     for name, labels in plan.items():
         if name not in done:
             wanted = ", ".join(IMPL_FUNCTIONS[name])

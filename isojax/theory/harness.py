@@ -1,22 +1,20 @@
 """The machinery every check shares: rows, the runner that evaluates an implementation in every way it is called,
 timings, and small random draws.
 
-A check has three parts. `draw(cfg)(key) -> inputs` makes one random instance (JAX, in one compiled program);
+A check has three parts. `draw(**cfg)(key) -> inputs` makes one random instance (JAX, in one compiled program);
 `direct(cfg, impl)(inputs) -> values` calls the implementation under test and nothing else (no arithmetic of its
-own, so it costs little to run eagerly); `traced(cfg, impl)(inputs) -> values`, optional, holds the routes that
-must trace the implementation (autodiff through it). `evaluate` runs them
+own, so it costs little to run eagerly), each function on a single input and on a batch where it takes one;
+`traced(cfg, impl)(inputs) -> values`, optional, holds the routes that must trace the implementation (autodiff
+through it). `evaluate` runs them under `jit`, one compiled program per check for all of its shape
+configurations: a configuration marked "_vmap" vmapped over its instances, the others one at a time
+(`lax.map`); and eagerly, on concrete arrays, for the "_eager" instances of a configuration, so a fast path
+taken only outside a trace is called the way a user calls it.
 
-- under `jit`, one instance at a time (`lax.map`) and vmapped over the instances, in ONE compiled program per
-  check (all of its shape configurations together);
-- eagerly, on concrete arrays, for a few instances of each configuration (`eager`, the hardest ones where the
-  check says which are hard): a fast path taken only outside a trace is called the way a user calls it;
-- and `direct` itself calls each function on a single input and on a batch where the function takes one.
-
-The residuals are then computed on the host in float64 NumPy, once per mode, from the instance's inputs and the
-values (`isojax/theory/reference.py` holds the NumPy references they are compared with); a row's residual for an
-instance is its worst over the modes. Compiled programs are cached by (check, configs, implementations, instance
-counts, dtype), so a second seed reuses them (`benchmarks/check_seeds.py`). Timings are returned in a `Timings`
-object owned by the caller, never stored in module state.
+The residuals are then computed on the host in float64 NumPy from the instance's inputs and the values
+(`isojax/theory/reference.py` holds the NumPy references they are compared with); a row's residual for an
+instance is its worst over the modes it was evaluated in. Compiled programs are cached by (check, configs,
+implementations, instance counts, dtype), so a second seed reuses them (`benchmarks/check_seeds.py`). Timings
+are returned in a `Timings` object owned by the caller, never stored in module state.
 """
 
 from __future__ import annotations
