@@ -29,7 +29,19 @@ def test_check_table_and_failure_exit_status(capsys, monkeypatch):
 def test_check_bad_arguments(capsys):
     assert cli.main(["check", "--instances", "0"]) == 2
     assert cli.main(["check", "--only", "T42"]) == 2
-    assert capsys.readouterr().err.count("isojax check: error:") == 2
+    assert cli.main(["check", "--impl", "no_such_module_here:x"]) == 2
+    assert capsys.readouterr().err.count("isojax check: error:") == 3
+
+
+def test_check_table_has_units_labels_and_user_functions(capsys):
+    # --only takes a label the table prints (T2b: rows of the T2ab check); --impl a module of functions
+    assert cli.main(["check", "--only", "T2b", "T5a", "T3", "--instances", "8", "--impl", "isojax.head"]) == 0
+    out = capsys.readouterr().out
+    header, *lines = out.splitlines()
+    assert header.split()[:3] == ["stmt", "compares", "units"]
+    assert {line.split()[0] for line in lines if line[:2] == "T2"} == {"T2b"}
+    assert "eps·(1+ζ)(‖g‖₁+1)·size" in out and "not applicable: isojax.head gives none of forward" in out
+    assert "rows of isojax.head pass in float32 (1 not applicable)" in out
 
 
 def test_train_embed_measure_sweep_reproduce_commands(tmp_path, capsys):

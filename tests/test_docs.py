@@ -55,7 +55,9 @@ def test_readme_python_block_runs_alone_as_pasted(index, tmp_path):
 
 
 # what a tutorial must leave behind and print, beyond running without an error
-EXPECTED = {"own_series": (["work/measures.png"], ["IsoScore", "hidden states of one window: (3, 32, 16)"])}
+EXPECTED = {"own_series": (["work/measures.png"], ["IsoScore", "hidden states of one window: (3, 32, 16)"]),
+            "own_attention": ([], ["ALiBi passes", "1/d_k passes",
+                                   "closed-form backward = float64 NumPy gradients", "exit status 1"])}
 
 
 @pytest.mark.parametrize("page", sorted((ROOT / "docs" / "tutorials").glob("*.md")), ids=lambda p: p.stem)
@@ -65,6 +67,7 @@ def test_tutorial_runs_as_pasted(page, tmp_path):
     # a fresh folder that looks like the root of a clone: the tiny checkpoints of tests/golden are there
     (tmp_path / "tests").mkdir()
     (tmp_path / "tests" / "golden").symlink_to(ROOT / "tests" / "golden")
+    (tmp_path / "tests" / "user_attention.py").symlink_to(ROOT / "tests" / "user_attention.py")
     printed = run_blocks(found, tmp_path)
     files, texts = EXPECTED.get(page.stem, ([], []))
     for name in files:
