@@ -166,7 +166,28 @@ def measure(x: ArrayLike, seed: int | jax.Array = 0, measures: str | Sequence[st
     max_points = V.positive_int("max_points", max_points, 3)
     u = U.settings(uncertainty)
     x = C.cloud(x, name)
-    n, d = x.shape
+    k_max, lid_k, zero = _checked(x, key, names, max_points, name)
+    values, aux = jax.device_get(_compute_jit(x, key, names, max_points, k_max, lid_k))
+    if "clustered_cosine" in names:
+        refuse_no_pairs(values["clustered_cosine"], aux["best_k"], x.shape, name)
+    out: dict[str, float | int] = {k: (int(v) if k == "best_k" else float(v)) for k, v in values.items()}
+    nulls = None
+    if u is not None:
+        nulls = _nulls(x, names, max_points, k_max, lid_k, u)
+        boots = jax.device_get(U.bootstrap(x, key, jax.random.fold_in(key, U._BOOT_TAG), aux.get("labels"), names,
+                                           u.boot, max_points, k_max, lid_k))
+        out.update(U.summarise(out, boots, nulls, x.shape[1], u))
+    sizes = _cluster_sizes(aux["labels"]) if "labels" in aux else None
+    best_k = int(aux["best_k"]) if "best_k" in aux else None
+    _warn(U.small_sample_messages(name, *x.shape, names, best_k, k_max, sizes, nulls))
+    out["zero_rows"] = zero
+    return out
+
+
+def _checked(x, key, names, max_points: int, name: str) -> tuple[int, int, int]:
+    """Refuse what `measure` cannot measure and warn about what it changes, before any compute ->
+    (k_max, lid_k, zero rows). x: a validated cloud [n, d]"""
+    n = x.shape[0]
     m = min(n, max_points)
     if ({"lid"} | _CLUSTERED) & set(names) and m < 3:
         raise ValueError(f"{name} needs at least 3 points for lid and clustered cosine, got shape {tuple(x.shape)}")
@@ -174,51 +195,45 @@ def measure(x: ArrayLike, seed: int | jax.Array = 0, measures: str | Sequence[st
         refuse_one_dimension(x, name)
     C.check_distances(x[:m], name)
     a = np.asarray(x)
+    tiny = np.finfo(a.dtype).tiny
     top = float(np.max(np.abs(a)))
-    if 0 < top < np.finfo(a.dtype).tiny:
+    if 0 < top < tiny:
         raise ValueError(f"{name} is subnormal (shape {tuple(x.shape)}): its largest |x|, {top:.3g}, is below the "
-                         f"smallest normal {a.dtype} ({np.finfo(a.dtype).tiny:.3g}), and XLA flushes such values to "
-                         "zero; multiply it by a power of two (e.g. 2.0**100) first: every measure but "
-                         "partition_isotropy is scale-invariant")
+                         f"smallest normal {a.dtype} ({tiny:.3g}), and XLA flushes such values to zero; multiply it "
+                         "by a power of two (e.g. 2.0**100) first: every measure but partition_isotropy is "
+                         "scale-invariant")
     if _SPREAD & set(names):
         C.refuse_point_mass(x, name, what=f"{sorted(_SPREAD & set(names))}")
     k_max, lid_k = min(K_MAX, m - 1), min(LID_K, m - 1)
     if _CLUSTERED & set(names) and k_max < K_MAX:
         warnings.warn(f"{name} has {m} points: clustered cosine tries k = 2..{k_max} (k_max = {k_max}) "
-                      f"instead of 2..{K_MAX}", stacklevel=2)
-    if "lid" in names and lid_k < LID_K:
-        warnings.warn(f"{name} has {m} points: lid uses k = {lid_k} neighbours instead of {LID_K}", stacklevel=2)
+                      f"instead of 2..{K_MAX}", stacklevel=3)
     if "lid" in names:
+        if lid_k < LID_K:
+            warnings.warn(f"{name} has {m} points: lid uses k = {lid_k} neighbours instead of {LID_K}", stacklevel=3)
         refuse_few_distinct(a if n <= max_points else a[np.asarray(subsample(key, n, max_points))], lid_k, name)
     zero, subnormal = C.row_kinds(a)
     zero += subnormal
     if zero and _COSINE & set(names):
-        why = (f" ({subnormal} of them subnormal: no entry reaches {np.finfo(a.dtype).tiny:.3g}, the smallest normal "
-               f"{a.dtype}, and XLA flushes them to zero)") if subnormal else ""
-        warnings.warn(f"{name} has {zero} zero rows{why}: the cosine measures leave them out", stacklevel=2)
+        why = (f" ({subnormal} of them subnormal: no entry reaches {tiny:.3g}, the smallest normal {a.dtype}, and "
+               "XLA flushes them to zero)") if subnormal else ""
+        warnings.warn(f"{name} has {zero} zero rows{why}: the cosine measures leave them out", stacklevel=3)
     if "cosine" in names and n - zero < 2:
         raise ValueError(f"{name} has fewer than 2 nonzero rows (shape {tuple(x.shape)}): the mean cosine is undefined")
-    values, aux = jax.device_get(_compute_jit(x, key, names, max_points, k_max, lid_k))
-    if "clustered_cosine" in names:
-        refuse_no_pairs(values["clustered_cosine"], aux["best_k"], x.shape, name)
-    out: dict[str, float | int] = {k: (int(v) if k == "best_k" else float(v)) for k, v in values.items()}
-    nulls = None
-    if u is not None:
-        def null_measure(z, k):
-            return _compute_jit(z, k, names, max_points, k_max, lid_k)[0]
+    return k_max, lid_k, zero
 
-        nulls = U.null_draws(null_measure, ("measure", names, max_points, k_max, lid_k), n, d, x.dtype, u)
-        nulls = {k: v for k, v in nulls.items() if k != "partition_isotropy"}
-        if "partition_isotropy" in names:
-            nulls["partition_isotropy"] = U.partition_null(x, u)
-        boots = jax.device_get(U.bootstrap(x, key, jax.random.fold_in(key, U._BOOT_TAG), aux.get("labels"), names,
-                                           u.boot, max_points, k_max, lid_k))
-        out.update(U.summarise(out, boots, nulls, d, u))
-    sizes = _cluster_sizes(aux["labels"]) if "labels" in aux else None
-    best_k = int(aux["best_k"]) if "best_k" in aux else None
-    _warn(U.small_sample_messages(name, n, d, names, best_k, k_max, sizes, nulls))
-    out["zero_rows"] = zero
-    return out
+
+def _nulls(x, names, max_points: int, k_max: int, lid_k: int, u: U.Uncertainty) -> dict[str, np.ndarray]:
+    """The null draws of every measure in `names` for x's shape, measured by `measure`'s own compiled program
+    (cached); partition isotropy's at x's scale."""
+    def null_measure(z, k):
+        return _compute_jit(z, k, names, max_points, k_max, lid_k)[0]
+
+    nulls = U.null_draws(null_measure, ("measure", names, max_points, k_max, lid_k), *x.shape, x.dtype, u)
+    nulls = {k: v for k, v in nulls.items() if k != "partition_isotropy"}  # drawn at unit scale: not its null
+    if "partition_isotropy" in names:
+        nulls["partition_isotropy"] = U.partition_null(x, u)
+    return nulls
 
 
 def measure_layers(hidden: ArrayLike | Sequence[ArrayLike] | Mapping[str, ArrayLike], seed: int | jax.Array = 0,
