@@ -62,7 +62,8 @@ def test_what_each_transform_guarantees():
     x = jnp.asarray(_cloud(400, 10))
     for kind in ("zca", "pca"):
         y = np.asarray(T.fit_transform(T.whiten(kind), x)[1], np.float64)
-        np.testing.assert_allclose(np.cov(y.T), np.eye(10), atol=tol(1e-3, 1e-6))  # identity covariance
+        # identity covariance up to the regulariser: λ / (λ + ε·mean λ), about 1 - 3e-5 at this cloud's smallest λ
+        np.testing.assert_allclose(np.cov(y.T), np.eye(10), atol=tol(1e-3, 1e-4))
     state, y = T.fit_transform(T.all_but_the_top(3), x)
     np.testing.assert_allclose(np.asarray(y) @ np.asarray(state.components).T, 0.0, atol=tol(1e-3, 1e-9))
     np.testing.assert_allclose(np.asarray(state.components) @ np.asarray(state.components).T, np.eye(3),
