@@ -1,12 +1,17 @@
-"""Helpers shared by the benchmark scripts: timing with warm-up and a one-line machine description."""
+"""Helpers shared by the benchmark scripts: timing with warm-up and a one-line machine description. Every script
+imports this module first: it sets XLA's CPU flags before JAX starts, as every entry point does."""
 
 from __future__ import annotations
 
 import time
 
-import jax
+from isojax.runs import runtime
 
-from isojax import results
+runtime.configure_xla()
+
+import jax  # noqa: E402
+
+from isojax.runs import results  # noqa: E402
 
 
 def best_time(fn, *args, repeats: int = 20, warmup: int = 2) -> float:

@@ -6,6 +6,7 @@ Both sides are jit-compiled, compute the output and every gradient, and are time
 
 from __future__ import annotations
 
+import _common  # noqa: F401  (first: it sets XLA's CPU flags before JAX starts)
 import jax
 import jax.numpy as jnp
 from _common import best_time, machine

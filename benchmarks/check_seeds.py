@@ -15,11 +15,12 @@ import sys
 import time
 from pathlib import Path
 
+import _common  # noqa: F401  (first: it sets XLA's CPU flags before JAX starts)
 import jax
 
 from isojax import theory
 from isojax._validate import float_dtype
-from isojax.results import machine
+from isojax.runs.results import machine
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "checks.md"
 

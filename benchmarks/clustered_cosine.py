@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 
+import _common  # noqa: F401  (first: it sets XLA's CPU flags before JAX starts)
 import jax
 import numpy as np
 from _common import best_time, machine

@@ -8,6 +8,7 @@ projections onto the d eigenvectors, 2·n·d·d (the opposite signs reuse them).
 
 from __future__ import annotations
 
+import _common  # noqa: F401  (first: it sets XLA's CPU flags before JAX starts)
 import jax
 import jax.numpy as jnp
 from _common import best_time, machine

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 
+import _common  # noqa: F401  (first: it sets XLA's CPU flags before JAX starts)
 import jax
 import jax.numpy as jnp
 import numpy as np

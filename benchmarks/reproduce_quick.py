@@ -17,6 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import _common  # noqa: F401  (first: it sets XLA's CPU flags before JAX starts)
 from _common import machine
 
 

@@ -25,10 +25,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import _common  # noqa: F401  (first: it sets XLA's CPU flags before JAX starts)
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import machine  # noqa: E402
-from isojax import _sweep_store, results, sweep  # noqa: E402
+from isojax.runs import _store as _sweep_store  # noqa: E402
+from isojax.runs import results, sweep  # noqa: E402
 
 
 def _grid(n: int) -> dict:

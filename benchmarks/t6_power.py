@@ -14,9 +14,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import _common  # noqa: F401  (first: it sets XLA's CPU flags before JAX starts)
 import numpy as np
 
-from isojax import results, stats
+from isojax import stats
+from isojax.runs import results
 
 MEASURES = ("isoscore_last", "clustered_cosine_last", "isoscore_mean")
 

@@ -44,7 +44,7 @@ class _Name:
 
 def _signature(obj) -> str:
     sig = inspect.signature(obj)
-    named = lambda p: callable(p.default) and hasattr(p.default, "__qualname__")
+    named = lambda p: p.default is not p.empty and callable(p.default) and hasattr(p.default, "__qualname__")
     params = [p.replace(default=_Name(p.default.__qualname__)) if named(p) else p for p in sig.parameters.values()]
     return str(sig.replace(parameters=params))
 

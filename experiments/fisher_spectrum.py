@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+
+if __package__ in (None, ""):  # run as `python experiments/<name>.py`: import this folder as a package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from isojax import distributions, experiment, head, plots, results, sweep
+from experiments import runner
+from isojax import distributions, head, plots
+from isojax.runs import results, sweep
 
 # one size: a few seconds at full resolution
-SIZES = {size: dict(vocab=256, d=16, knobs=[0.0, 0.5, 1.0, 2.0, 4.0]) for size in experiment.SIZE_NAMES}
+SIZES = {size: dict(vocab=256, d=16, knobs=[0.0, 0.5, 1.0, 2.0, 4.0]) for size in runner.SIZE_NAMES}
 
 
 def cell(key, family, vocab, d, knob):
@@ -59,4 +65,4 @@ def plot(out: Path, size: str = "quick") -> list[Path]:
 
 
 if __name__ == "__main__":
-    raise SystemExit(experiment.main(__file__))
+    raise SystemExit(runner.main(__file__))

@@ -3,14 +3,20 @@ drift of the mean output embedding under SGD and Adam."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+
+if __package__ in (None, ""):  # run as `python experiments/<name>.py`: import this folder as a package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import jax
 import numpy as np
 import optax
 
+from experiments import runner
 from isojax import attention as att
-from isojax import experiment, plots, results, theory
+from isojax import plots, theory
+from isojax.runs import results
 
 # instances: random attention / head instances; configs: how many of theory.T3_CONFIGS; steps: SGD/Adam steps
 SIZES = {
@@ -94,4 +100,4 @@ def plot(out: Path, size: str = "quick") -> list[Path]:
 
 
 if __name__ == "__main__":
-    raise SystemExit(experiment.main(__file__))
+    raise SystemExit(runner.main(__file__))

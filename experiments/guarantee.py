@@ -5,15 +5,22 @@ and a linear probe on the hidden state h feeding the head against the LM's own f
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+
+if __package__ in (None, ""):  # run as `python experiments/<name>.py`: import this folder as a package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from isojax import experiment, head, isotropy, plots, results, stats, train
+from experiments import runner
+from isojax import head, isotropy, plots, stats
 from isojax import transformer as tf
 from isojax.data import teacher as T
+from isojax.models import training
+from isojax.runs import keys, results
 
 TEACHERS = [("gaussian", 0.0, "isotropic"), ("cone", 1.0, "cone"), ("spiked", 3.0, "spiked")]
 
@@ -25,13 +32,14 @@ def _positions(t: T.Teacher, seqs):
 
 def evaluate(params, config, t: T.Teacher, seqs):
     """ε, the MSE of ŷ against y(s) = Σ v p*(·|s), and the hidden states feeding the head at each position."""
-    hidden, logits = jax.vmap(lambda s: tf.forward(params, s, config))(seqs)
+    _, out = jax.vmap(lambda s: tf.encode(params, s, config))(seqs)  # what the head reads: [n, T, d]
+    logits = head.logits(params.lm_head, out, params.head_bias)
     lp_f = jax.nn.log_softmax(logits[:, t.order - 1:-1, : t.vocab])  # predicts token i from s_<i, i ≥ order
     lp_star = T.log_p_star(t, _positions(t, seqs))
     eps = jnp.mean(head.kl_divergence(lp_star, lp_f))
     y_hat = head.expected_value(lp_f, t.values)
     y = head.expected_value(lp_star, t.values)
-    h_last = tf.layer_norm(params.ln_final, hidden[:, -1], config.ln_eps)[:, t.order - 1:-1]
+    h_last = out[:, t.order - 1:-1]
     return float(eps), float(jnp.mean((y_hat - y) ** 2)), np.asarray(h_last).reshape(-1, h_last.shape[-1]), \
         np.asarray(y).ravel(), np.asarray(y_hat).ravel()
 
@@ -51,17 +59,22 @@ def compute(out: Path, size: str = "quick", seed: int = 0) -> list[Path]:
     excess, pooled, within teacher and within checkpoint)."""
     out, cfg = Path(out), SIZES[size]
     vocab, steps = VOCAB, cfg["steps"]
-    checkpoints = tuple(sorted({5, 10, 20, 40, 80, 160, steps} | set(range(0, steps + 1, max(steps // 4, 1))) - {0}))
+    checkpoints = tuple(sorted(c for c in {5, 10, 20, 40, 80, 160, steps} | set(range(0, steps + 1, max(steps // 4, 1)))
+                               if 0 < c <= steps))
     config = tf.Config(vocab=vocab, d_model=48, heads=4, layers=2, mlp=96, max_len=32)
-    rows, probes = [], []
-    for i, (family, knob, label) in enumerate(TEACHERS):
-        key = jax.random.fold_in(jax.random.PRNGKey(seed), i)
+    rows, probes, teachers, tests, runs = [], [], [], [], []
+    for family, knob, label in TEACHERS:
+        key = keys.named_key(jax.random.PRNGKey(seed), f"teacher|{label}")
         t = T.make_teacher(key, vocab=vocab, dim=16, order=2, family=family, knob=knob)
-        seqs = T.sample_sequences(jax.random.fold_in(key, 1), t, cfg["sequences"], 32)
-        test = T.sample_sequences(jax.random.fold_in(key, 2), t, 128, 32)
-        _, _, saved = train.train(jax.random.fold_in(key, 3), config, seqs, train.TrainConfig(steps=steps, lr=3e-3),
-                                  progress=False, checkpoints=checkpoints)
-        for step, params in sorted(saved.items()):
+        teachers.append(t)
+        runs.append(training.Run(jax.random.fold_in(key, 3), np.asarray(T.sample_sequences(jax.random.fold_in(key, 1),
+                                                                                             t, cfg["sequences"], 32))))
+        tests.append(T.sample_sequences(jax.random.fold_in(key, 2), t, 128, 32))
+    # the three teachers' LMs share their architecture and schedule: one ensemble
+    trained = training.train_many(runs, config, training.TrainConfig(steps=steps, lr=3e-3), checkpoints=checkpoints,
+                                  progress=False)
+    for (_, _, label), t, test, result in zip(TEACHERS, teachers, tests, trained):
+        for step, params in sorted(result.saved.items()):
             eps, mse, h, y, y_hat = evaluate(params, config, t, test)
             iso_h = float(isotropy.isoscore(jnp.asarray(h)))
             rows.append({"teacher": label, "step": step, "excess_ce": eps, "mse": mse, "bound": 2 * eps,
@@ -157,4 +170,4 @@ def plot(out: Path, size: str = "quick") -> list[Path]:
 
 
 if __name__ == "__main__":
-    raise SystemExit(experiment.main(__file__))
+    raise SystemExit(runner.main(__file__))

@@ -4,12 +4,19 @@ over seeds; does forecasting NMSE move with isotropy?"""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+
+if __package__ in (None, ""):  # run as `python experiments/<name>.py`: import this folder as a package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import jax
 import numpy as np
 
-from isojax import experiment, isotropy, keys, lm, plots, results, stats
+from experiments import runner
+from isojax import isotropy, plots, stats
+from isojax.models import ensemble
+from isojax.runs import results
 
 SIZES = {
     "tiny": dict(strengths=[-1.0, 0.0, 1.0], seeds=[0], datasets=["gp:seasonality_24"], steps=10),
@@ -27,21 +34,21 @@ def neg_isoscore_star(h):
 
 def compute(out: Path, size: str = "quick", seed: int = 0) -> list[Path]:
     """Tables intervention (one row per dataset, strength and seed: NMSE and mean block IsoScore),
-    intervention_layers (per layer), and from them intervention_effects and intervention_spearman (`analyse`)."""
+    intervention_layers (per layer), and from them intervention_effects and intervention_spearman (`analyse`).
+    Every run of a dataset is one ensemble member of the same decoder, trained together."""
     out, cfg = Path(out), SIZES[size]
+    runs = [ensemble.NumericRun(f"{source}|w {w:g}|seed {s}", source, "bins", "decoder", seed=s, penalty_weight=w)
+            for source in cfg["datasets"] for w in cfg["strengths"] for s in cfg["seeds"]]
+    evaluated, _ = ensemble.train_and_evaluate(runs, jax.random.PRNGKey(seed), cfg["steps"],
+                                               out / "results" / "models", penalty=neg_isoscore_star,
+                                               log=lambda line: print(line, flush=True))
     rows, layer_rows = [], []
-    for source in cfg["datasets"]:
-        for w in cfg["strengths"]:
-            for s in cfg["seeds"]:
-                # the dataset's stable number modulo 1000: the rule the published runs were keyed with
-                key = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(seed), s),
-                                         keys.name_to_int(source, 1000))
-                res, per_layer, _ = lm.train_and_measure(key, source, "bins", "decoder", cfg["steps"],
-                                                         penalty=neg_isoscore_star, penalty_weight=w,
-                                                         cache=out / "results" / "models")
-                rows.append({"data": source, "strength": w, "seed": s, **res,
-                             "isoscore_mean": float(np.mean([p["isoscore"] for p in per_layer[1:]]))})
-                layer_rows += [{"data": source, "strength": w, "seed": s, **p} for p in per_layer]
+    for e in evaluated:
+        r = e.run
+        rows.append({"data": r.data, "strength": r.penalty_weight, "seed": r.seed, **e.forecast,
+                     "final_loss": e.final_loss, "head_partition_isotropy": e.head_partition_isotropy,
+                     "isoscore_mean": float(np.mean([p["isoscore"] for p in e.layers[1:]]))})
+        layer_rows += [{"data": r.data, "strength": r.penalty_weight, "seed": r.seed, **p} for p in e.layers]
     return [results.save_table(rows, out / "results" / "intervention.csv",
                              {"name": "intervention", "seed": seed, "steps": cfg["steps"]}),
             results.save_table(layer_rows, out / "results" / "intervention_layers.csv",
@@ -143,4 +150,4 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["--analyse"]:  # `--analyse DIR`: the analysis tables from DIR/intervention.csv, no training
         print("\n".join(str(p) for p in analyse(Path(sys.argv[2]))))
         raise SystemExit(0)
-    raise SystemExit(experiment.main(__file__))
+    raise SystemExit(runner.main(__file__))

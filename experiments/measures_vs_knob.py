@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+
+if __package__ in (None, ""):  # run as `python experiments/<name>.py`: import this folder as a package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import jax
 import numpy as np
 
-from isojax import distributions, experiment, isotropy, plots, results, sweep
+from experiments import runner
+from isojax import distributions, isotropy, plots
+from isojax.runs import results, sweep
 
 MEASURES = [
     ("isoscore", "IsoScore"),
@@ -42,7 +48,7 @@ SIZES = {
 
 
 def _table(out: Path, size: str) -> Path:
-    return Path(out) / "results" / f"measures_vs_knob{experiment.tag(size)}.csv"
+    return Path(out) / "results" / f"measures_vs_knob{runner.tag(size)}.csv"
 
 
 def compute(out: Path, size: str = "quick", seed: int = 0) -> list[Path]:
@@ -77,4 +83,4 @@ def plot(out: Path, size: str = "quick") -> list[Path]:
 
 
 if __name__ == "__main__":
-    raise SystemExit(experiment.main(__file__))
+    raise SystemExit(runner.main(__file__))

@@ -3,18 +3,25 @@ next to the same measures on ordinary English sentences (statsmodels' dataset de
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as `python experiments/<name>.py`: import this folder as a package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import json
 import re
 import warnings
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from isojax import experiment, isotropy, plots, pretrained, results
+from experiments import runner
+from isojax import isotropy, plots, pretrained
 from isojax import transformer as tf
 from isojax.data import real, tokens
+from isojax.runs import results
 
 
 def english_sentences(limit: int) -> list[str]:
@@ -95,4 +102,4 @@ def plot(out: Path, size: str = "quick") -> list[Path]:
 
 
 if __name__ == "__main__":
-    raise SystemExit(experiment.main(__file__))
+    raise SystemExit(runner.main(__file__))

@@ -3,14 +3,21 @@
 
 from __future__ import annotations
 
-import math
+import sys
 from pathlib import Path
+
+if __package__ in (None, ""):  # run as `python experiments/<name>.py`: import this folder as a package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from isojax import distributions, experiment, head, isotropy, plots, results, sweep, theory
+from experiments import runner
+from isojax import distributions, head, isotropy, plots, theory
+from isojax.runs import results, sweep
 
 SIGMA2 = 0.25  # row variance of the Gaussian heads
 D = 16  # dimension of the T4a heads
@@ -60,7 +67,7 @@ def context_cell(key, family, vocab, d, knob, replicate=0):
 
 
 def _tables(out: Path, size: str) -> dict[str, Path]:
-    tag = experiment.tag(size)
+    tag = runner.tag(size)
     return {name: Path(out) / "results" / f"{name}{tag}.csv" for name in ("partition_vs_knob", "partition_vs_vocab",
                                                                           "t4b_contexts")}
 
@@ -146,4 +153,4 @@ def plot(out: Path, size: str = "quick") -> list[Path]:
 
 
 if __name__ == "__main__":
-    raise SystemExit(experiment.main(__file__))
+    raise SystemExit(runner.main(__file__))

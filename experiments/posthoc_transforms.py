@@ -11,15 +11,23 @@ is a claim about the model. An isotropic Gaussian cloud of the same shape is mea
 
 from __future__ import annotations
 
-import warnings
+import sys
 from pathlib import Path
+
+if __package__ in (None, ""):  # run as `python experiments/<name>.py`: import this folder as a package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import warnings
 
 import jax
 import numpy as np
 
-from isojax import experiment, isotropy, plots, pretrained, results
+from experiments import runner
+from experiments.minilm_isotropy import numeric_strings
+from isojax import isotropy, plots, pretrained
 from isojax.isotropy import transforms as T
 from isojax.pretrained.chronos import MeanScaleUniformBins
+from isojax.runs import results
 
 # texts: numeric strings (~70 tokens each), half to fit on and half to measure; fit_rows / rows: the token states
 # of each half used (fixed numbers: one compiled program serves every cloud); whitening needs fit_rows > d = 384
@@ -78,10 +86,10 @@ def compute(out: Path, size: str = "quick", seed: int = 0) -> list[Path]:
     """Table posthoc_transforms: every measure of MiniLM's held-out states on numeric strings, per layer and
     transform, and the isotropic Gaussian null of the same shape."""
     out, cfg = Path(out), SIZES[size]
-    texts = experiment.load("minilm_isotropy").numeric_strings(cfg["texts"])
+    texts = numeric_strings(cfg["texts"])
     fitting, measured = hidden_halves("minilm", texts, cfg["fit_rows"], cfg["rows"])
     rows, said = transform_rows(fitting, measured, cfg["layers"], seed)
-    return [results.save_table(rows, out / "results" / f"posthoc_transforms{experiment.tag(size)}.csv",
+    return [results.save_table(rows, out / "results" / f"posthoc_transforms{runner.tag(size)}.csv",
                                {"name": "posthoc_transforms", "seed": seed, "model": "all-MiniLM-L6-v2", **cfg,
                                 "fitted_on": "the other half of the strings", "warnings": said})]
 
@@ -89,7 +97,7 @@ def compute(out: Path, size: str = "quick", seed: int = 0) -> list[Path]:
 @plots.styled
 def plot(out: Path, size: str = "quick") -> list[Path]:
     """Figure posthoc_transforms: each measure against the transform, one line per layer, the null dashed."""
-    rows = results.read_table(Path(out) / "results" / f"posthoc_transforms{experiment.tag(size)}.csv")
+    rows = results.read_table(Path(out) / "results" / f"posthoc_transforms{runner.tag(size)}.csv")
     null = next(r for r in rows if r["transform"] == "gaussian")
     names = list(isotropy.MEASURES)
     fig, axes = plots.figure(2, 5, width=plots.DOUBLE, height=3.6)
@@ -111,4 +119,4 @@ def plot(out: Path, size: str = "quick") -> list[Path]:
 
 
 if __name__ == "__main__":
-    raise SystemExit(experiment.main(__file__))
+    raise SystemExit(runner.main(__file__))

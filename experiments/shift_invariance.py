@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+
+if __package__ in (None, ""):  # run as `python experiments/<name>.py`: import this folder as a package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import jax.numpy as jnp
 import numpy as np
 
-from isojax import experiment, head, plots, results, theory
+from experiments import runner
+from isojax import head, plots, theory
+from isojax.runs import results
 
 # one size: the figure is cheap at full resolution
-SIZES = {size: dict(vocab=64, dim=8, shifts=29, norms=17) for size in experiment.SIZE_NAMES}
+SIZES = {size: dict(vocab=64, dim=8, shifts=29, norms=17) for size in runner.SIZE_NAMES}
 
 
 def _np_log_softmax(z):
@@ -102,4 +108,4 @@ def plot(out: Path, size: str = "quick") -> list[Path]:
 
 
 if __name__ == "__main__":
-    raise SystemExit(experiment.main(__file__))
+    raise SystemExit(runner.main(__file__))

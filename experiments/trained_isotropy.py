@@ -3,16 +3,25 @@ relation to forecasting NMSE (Spearman ρ with a bootstrap 95% interval). The st
 
 from __future__ import annotations
 
-import json
+import sys
 from pathlib import Path
+
+if __package__ in (None, ""):  # run as `python experiments/<name>.py`: import this folder as a package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import dataclasses
+import json
 
 import jax
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
-from isojax import experiment, keys, lm, plots, results, stats
+from experiments import runner
+from isojax import plots, stats
 from isojax.data import gp, real
+from isojax.models import ensemble
+from isojax.runs import results
 
 # the 10 GP kernels, the real sets and the teacher. fertility is left out: its 40 series of 54 yearly values
 # are shorter than one 64-token window of the bin tokenizer (one token per value)
@@ -54,35 +63,49 @@ def _results(out: Path) -> Path:
     return Path(out) / "results"
 
 
+def plan(size: str) -> list[ensemble.NumericRun]:
+    """The runs of a size: one per (dataset, tokenizer, architecture, seed), named "<data>|<tok>|<arch>|seed s"."""
+    cfg = SIZES[size]
+    return [ensemble.NumericRun(f"{source}|{tok}|{arch}|seed {s}", source, tok, arch, seed=s)
+            for s in cfg["seeds"] for source, tok, arch in cfg["runs"]]
+
+
 def compute(out: Path, size: str = "quick", seed: int = 0) -> list[Path]:
-    """Train every run of the plan (cached under out/results/models) and write the tables
+    """Train every run of the plan as ensembles (cached under out/results/models) and write the tables
     trained_isotropy_runs (one row per run), trained_isotropy_layers (one row per run and layer),
     trained_isotropy_spearman (isotropy against NMSE, pooled and within dataset) and trained_isotropy_pca
     (3-D PCA of each layer for the first variant on a few datasets)."""
     out, cfg = Path(out), SIZES[size]
-    runs, steps = cfg["runs"], cfg["steps"]
-    summary, layers_rows, pca_rows = [], [], []
-    for (source, tok, arch), s in [(r, s) for s in cfg.get("seeds", [0]) for r in runs]:
-        name = f"{source}|{tok}|{arch}"
-        # a key per run name, so adding runs never moves the others; seed 0 keeps the published keys
-        key = keys.named_key(jax.random.PRNGKey(seed), name if s == 0 else f"{name}|seed {s}")
-        res, per_layer, hidden = lm.train_and_measure(key, source, tok, arch, steps, cache=_results(out) / "models")
-        summary.append({"run": name, "seed": s, "data": source, "tokenizer": tok, "arch": arch, **res,
+    runs = plan(size)
+    evaluated, baselines = ensemble.train_and_evaluate(runs, jax.random.PRNGKey(seed), cfg["steps"],
+                                                       _results(out) / "models",
+                                                       log=lambda line: print(line, flush=True))
+    summary, layers_rows, pca_rows, forecast_rows = [], [], [], []
+    for e in evaluated:
+        run, per_layer = e.run, e.layers
+        name = f"{run.data}|{run.tokenizer}|{run.arch}"
+        summary.append({"run": name, "seed": run.seed, "data": run.data, "tokenizer": run.tokenizer, "arch": run.arch,
+                        **e.forecast, "final_loss": e.final_loss, "head_partition_isotropy": e.head_partition_isotropy,
                         "clustered_cosine_last": per_layer[-1]["clustered_cosine"],
                         "isoscore_last": per_layer[-1]["isoscore"],
                         "isoscore_mean": float(np.mean([p["isoscore"] for p in per_layer[1:]]))})
-        layers_rows += [{"run": name, "seed": s, **p} for p in per_layer]
-        if (tok, arch) == VARIANTS[0] and source in PCA_SOURCES and s == 0:
-            pca_rows += _pca_rows(source, hidden)
-        print(f"  {name} (seed {s}): NMSE {res['nmse']:.3f}, last-layer IsoScore {per_layer[-1]['isoscore']:.3f}",
-              flush=True)
+        layers_rows += [{"run": name, "seed": run.seed, **p} for p in per_layer]
+        forecast_rows += [{"run": name, "seed": run.seed, "data": run.data, **r} for r in e.forecast_rows]
+        if (run.tokenizer, run.arch) == VARIANTS[0] and run.data in PCA_SOURCES and run.seed == cfg["seeds"][0]:
+            pca_rows += _pca_rows(run.data, e.hidden)
+    steps = cfg["steps"]
     folder = _results(out)
     tables = [results.save_table(summary, folder / "trained_isotropy_runs.csv",
                                {"name": "trained_isotropy", "seed": seed, "steps": steps}),
               results.save_table(layers_rows, folder / "trained_isotropy_layers.csv",
                                {"name": "trained_isotropy_layers", "seed": seed}),
               results.save_table(pca_rows, folder / "trained_isotropy_pca.csv",
-                                 {"name": "trained_isotropy_pca", "seed": seed})]
+                                 {"name": "trained_isotropy_pca", "seed": seed}),
+              results.save_table(forecast_rows + [{"run": b["forecaster"], "seed": "", "data": d, **b}
+                                                  for d, rows in baselines.items() for b in rows],
+                                 folder / "trained_isotropy_forecasts.csv",
+                                 {"name": "trained_isotropy_forecasts", "seed": seed,
+                                  "evaluation": dataclasses.asdict(ensemble.Evaluation())})]
     nmse = [s["nmse"] for s in summary]
     corr = {m: stats.spearman_bootstrap([s[m] for s in summary], nmse, seed) for m in MEASURES}
     within = {m: stats.within_group_spearman(summary, m, "nmse", "data", seed) for m in MEASURES}
@@ -171,11 +194,11 @@ def analyse(folder: Path, seed: int = 0) -> list[Path]:
 
 
 def _pca_rows(source: str, hidden: np.ndarray) -> list[dict]:
-    """Every 4th point of each layer's hidden states [n, L+1, T, d] on its top 3 principal components, with
+    """Every 4th point of each layer's hidden states [L+1, rows, d] on its top 3 principal components, with
     the variance ratio of each component."""
     rows = []
-    for layer in range(hidden.shape[1]):
-        x = hidden[:, layer].reshape(-1, hidden.shape[-1])
+    for layer in range(hidden.shape[0]):
+        x = hidden[layer]
         x = x - x.mean(0)
         _, sv, vt = np.linalg.svd(x, full_matrices=False)
         ratio = sv[:3] ** 2 / np.sum(sv**2)
@@ -306,4 +329,4 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["--analyse"]:  # `--analyse DIR`: the analysis tables from DIR's runs table, no training
         print("\n".join(str(p) for p in analyse(Path(sys.argv[2]))))
         raise SystemExit(0)
-    raise SystemExit(experiment.main(__file__))
+    raise SystemExit(runner.main(__file__))

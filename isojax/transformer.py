@@ -1,7 +1,11 @@
 """Pure-functional transformer LMs on isojax's one attention: causal decoder or bidirectional encoder.
 
-`forward(params, tokens, config)` returns the hidden states of every layer ([L + 1, T, d]: the embeddings,
-then each block's output) and the logits [T, V]. Pre-LN blocks for the models trained here; post-LN blocks
+`encode(params, tokens, config)` returns the hidden states of every layer ([L + 1, T, d]: the embeddings, then
+each block's output) and the final representation [T, d] that the LM head reads; `forward` adds the logits
+[T, V] from `isojax.head`, the verified head (docs/theory.md T1, T2), so a trained model runs exactly the head
+that `isojax check` verifies. `hidden_states` runs a model over many inputs [n, T] in compiled chunks.
+
+Pre-LN blocks for the models trained here; post-LN blocks
 (BERT's layout) so that a pre-trained MiniLM loads into the same functions (`isojax.pretrained`). A few
 `Config` switches cover the other pre-trained families: RMS norm without bias and no score scaling, relative
 position bias, gated feed-forward (T5/Chronos), tanh-GELU and the final norm on the last hidden state
@@ -11,6 +15,7 @@ position bias, gated feed-forward (T5/Chronos), tanh-GELU and the final norm on 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import jax
@@ -20,9 +25,10 @@ from flax import struct
 
 from isojax import _validate as V
 from isojax import attention as att
+from isojax import head
 
 __all__ = ["Config", "LayerNorm", "Block", "Params", "init", "layer_norm", "rms_norm", "relative_position_bucket",
-           "forward"]
+           "encode", "forward", "hidden_states"]
 
 NORMS = ("layer", "rms")
 ACTIVATIONS = ("gelu", "gelu_tanh", "relu")
@@ -225,10 +231,11 @@ def _block(b: Block, x, config: Config, key_mask, bias):
     return _mlp_residual(b, x, _norm(b.ln_mlp, x, config), config)
 
 
-def forward(params: Params, tokens: jax.typing.ArrayLike, config: Config, key_mask: jax.typing.ArrayLike | None = None,
-            token_types: jax.typing.ArrayLike | None = None) -> tuple[jax.Array, jax.Array]:
-    """tokens: [T] ints -> (hidden [L + 1, T, d], logits [T, V]). key_mask: [T] bool, False = padding;
-    token_types: [T] segment ids (default all 0) where the model has type embeddings.
+def encode(params: Params, tokens: jax.typing.ArrayLike, config: Config, key_mask: jax.typing.ArrayLike | None = None,
+           token_types: jax.typing.ArrayLike | None = None) -> tuple[jax.Array, jax.Array]:
+    """tokens: [T] ints -> (hidden [L + 1, T, d], out [T, d]): every layer's hidden states and the final
+    representation the LM head reads (after the final norm of a pre-LN model). key_mask: [T] bool, False =
+    padding; token_types: [T] segment ids (default all 0) where the model has type embeddings.
 
     hidden[0] is the embedding, hidden[l] block l's output; with `config.final_norm_hidden` the last one is
     taken after the final norm, as Hugging Face reports GPT-2's and T5's hidden states."""
@@ -250,5 +257,44 @@ def forward(params: Params, tokens: jax.typing.ArrayLike, config: Config, key_ma
     out = x if config.post_ln else _norm(params.ln_final, x, config)
     if config.final_norm_hidden and not config.post_ln:
         hidden[-1] = out
-    logits = out @ params.lm_head.T + params.head_bias
-    return jnp.stack(hidden), logits
+    return jnp.stack(hidden), out
+
+
+def forward(params: Params, tokens: jax.typing.ArrayLike, config: Config, key_mask: jax.typing.ArrayLike | None = None,
+            token_types: jax.typing.ArrayLike | None = None) -> tuple[jax.Array, jax.Array]:
+    """tokens: [T] ints -> (hidden [L + 1, T, d], logits [T, V]): `encode`, then the logits Φ·out + b of
+    `isojax.head.logits` (Φ = params.lm_head, b = params.head_bias)."""
+    hidden, out = encode(params, tokens, config, key_mask, token_types)
+    return hidden, head.logits(params.lm_head, out, params.head_bias)
+
+
+@functools.partial(jax.jit, static_argnames="config")
+def _hidden_batch(params, ids, mask, config):
+    return jax.vmap(lambda t, m: encode(params, t, config, key_mask=m)[0])(ids, mask)
+
+
+def hidden_states(params: Params, config: Config, ids: jax.typing.ArrayLike, mask: jax.typing.ArrayLike | None = None,
+                  batch: int = 32) -> np.ndarray:
+    """Every layer's hidden states of a model (trained here or loaded by `isojax.pretrained`) on many inputs.
+    ids: [n, T] token ids; mask: [n, T] bool, True = real token (default: all real) -> [n, L + 1, T, d].
+
+    Runs in chunks of `batch` inputs, the last padded with copies of its first row (dropped again), so one
+    compilation per (config, batch, T) serves every chunk and every call."""
+    ids = np.asarray(ids)
+    mask = np.ones(ids.shape, bool) if mask is None else np.asarray(mask, bool)
+    if ids.ndim != 2 or mask.shape != ids.shape:
+        raise ValueError(f"ids [n, T] and mask must have one shape, got {ids.shape} and {mask.shape}")
+    V.token_ids("ids", ids, config.vocab)
+    if not mask.any(axis=1).all():
+        raise ValueError(f"inputs {np.nonzero(~mask.any(axis=1))[0].tolist()} have no real token (mask all False)")
+    batch = V.positive_int("batch", batch)
+    n = ids.shape[0]
+    size = min(batch, n)
+    out = []
+    for s in range(0, n, size):
+        i, m = ids[s:s + size], mask[s:s + size]
+        if i.shape[0] < size:  # pad with copies of the chunk's first row, dropped below
+            fill = size - i.shape[0]
+            i, m = np.concatenate([i, np.repeat(i[:1], fill, 0)]), np.concatenate([m, np.repeat(m[:1], fill, 0)])
+        out.append(np.asarray(_hidden_batch(params, jnp.asarray(i), jnp.asarray(m), config))[: min(size, n - s)])
+    return np.concatenate(out)

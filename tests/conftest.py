@@ -12,6 +12,10 @@ from pathlib import Path
 # - JAX's persistent compilation cache, in one folder per user, so the two xdist workers and the subprocesses
 #   compile a program once between them; keyed by program, options and versions, it never serves a stale one.
 # ISOJAX_TEST_OPTIMISE=1 runs the suite with XLA's defaults instead.
+# The flags every isojax entry point sets (`isojax.runs.runtime.configure_xla`), before JAX starts.
+from isojax.runs import runtime  # noqa: E402  (imports no JAX)
+
+runtime.configure_xla()
 if os.environ.get("ISOJAX_TEST_OPTIMISE") != "1":
     if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
@@ -51,3 +55,9 @@ def subprocess_env(**extra: str) -> dict:
     """The environment for a test's subprocess: isojax importable from this checkout (installed or not)."""
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
     return {**os.environ, "PYTHONPATH": path, **extra}
+
+
+def device_env(devices: int, **extra: str) -> dict:
+    """`subprocess_env` for a process that sees `devices` CPU devices (fixed when JAX starts), with the XLA
+    flags an entry point sets."""
+    return subprocess_env(XLA_FLAGS=f"--xla_force_host_platform_device_count={devices} {runtime.EIGEN_FLAG}", **extra)

@@ -10,7 +10,8 @@ import time
 
 import jax
 
-from isojax import distributions, isotropy, sweep
+from isojax import distributions, isotropy
+from isojax.runs import sweep
 
 GRID = {"family": ["cone", "spiked"], "n": [64], "d": [8], "knob": [0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0]}
 

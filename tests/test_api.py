@@ -20,7 +20,7 @@ MODULES = public_modules()
 def test_module_declares_all_and_documents_it(name):
     module = importlib.import_module(name)
     assert module.__doc__, f"{name} has no docstring"
-    if name in ("isojax", "isojax.data") or name.endswith("__main__"):
+    if name in ("isojax", "isojax.data", "isojax.runs") or name.endswith("__main__"):
         return  # packages that only group modules
     assert hasattr(module, "__all__"), f"{name} has no __all__"
     for item in module.__all__:
@@ -35,12 +35,31 @@ def test_module_declares_all_and_documents_it(name):
             assert sig.return_annotation is not inspect.Signature.empty, f"{name}.{item}: no return annotation"
 
 
-def test_import_isojax_sets_only_the_documented_xla_flag():
-    code = ("import os; before = dict(os.environ); import isojax; after = dict(os.environ); "
-            "print(sorted(k for k in after if before.get(k) != after[k]), after.get('XLA_FLAGS'))")
+def test_import_isojax_leaves_the_environment_alone_and_entry_points_set_the_xla_flag():
+    code = ("import os; before = dict(os.environ); import isojax, isojax.models, isojax.cli; after = dict(os.environ); "
+            "print(sorted(k for k in set(after) | set(before) if before.get(k) != after.get(k)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env=subprocess_env(XLA_FLAGS="")).stdout.strip()
-    assert out == "['XLA_FLAGS'] --xla_cpu_multi_thread_eigen=false"
-    kept = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+    assert out == "[]"
+    configure = ("import os; from isojax.runs import runtime; runtime.configure_xla(); "
+                 "print(repr(os.environ['XLA_FLAGS']))")
+    out = subprocess.run([sys.executable, "-c", configure], capture_output=True, text=True, check=True,
+                         env=subprocess_env(XLA_FLAGS="--xla_force_host_platform_device_count=2")).stdout.strip()
+    assert out == "'--xla_force_host_platform_device_count=2 --xla_cpu_multi_thread_eigen=false'"
+    kept = subprocess.run([sys.executable, "-c", configure], capture_output=True, text=True, check=True,
                           env=subprocess_env(XLA_FLAGS="", ISOJAX_KEEP_XLA_FLAGS="1")).stdout.strip()
-    assert kept == "[]"  # XLA_FLAGS left empty
+    assert kept == "''"  # the user's own flags kept
+    # the command sets it too (in its own process: `isojax --version` exits before any JAX computation)
+    cli = ("import os, sys; from isojax import cli\ntry:\n    cli.main(['--version'])\nexcept SystemExit:\n"
+           "    print(repr(os.environ['XLA_FLAGS']), file=sys.stderr)")
+    err = subprocess.run([sys.executable, "-c", cli], capture_output=True, text=True, env=subprocess_env(XLA_FLAGS=""))
+    assert err.stderr.strip().splitlines()[-1] == "'--xla_cpu_multi_thread_eigen=false'"
+
+
+def test_configure_xla_after_jax_started_warns():
+    code = ("import warnings, jax; jax.numpy.zeros(1).block_until_ready(); from isojax.runs import runtime\n"
+            "with warnings.catch_warnings(record=True) as w:\n    warnings.simplefilter('always')\n"
+            "    runtime.configure_xla()\nprint(len(w), 'after JAX started' in str(w[0].message) if w else '')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env=subprocess_env(XLA_FLAGS="")).stdout.strip()
+    assert out == "1 True"

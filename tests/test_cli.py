@@ -3,7 +3,7 @@ import json
 import pytest
 
 from isojax import cli, theory
-from isojax.results import read_table
+from isojax.runs.results import read_table
 
 # Run in the float32 pass only (README: "Tests"): end to end, with no dtype-specific path of its own.
 pytestmark = pytest.mark.float32_only
@@ -35,13 +35,13 @@ def test_check_bad_arguments(capsys):
 def test_train_embed_measure_sweep_reproduce_commands(tmp_path, capsys):
     import numpy as np
 
-    from isojax import train
+    from isojax.models import checkpoint
 
     ckpt = tmp_path / "m.safetensors"
     assert cli.main(["train", "--data", "real:nile", "--steps", "5", "--seq-len", "32", "--d-model", "16",
                      "--heads", "2", "--layers", "1", "--seed", "3", "--out", str(ckpt)]) == 0
     assert "forecast NMSE" in capsys.readouterr().out
-    meta = train.load(ckpt)[2]
+    meta = checkpoint.load(ckpt)[2]
     assert meta["data"] == "real:nile" and meta["steps"] == 5 and meta["seed"] == 3
     assert meta["tokenizer"]["name"] == "bins" and meta["config"].d_model == 16 and meta["arch"] == "decoder"
     # the checkpoint's own tokenizer by default; naming it again is fine

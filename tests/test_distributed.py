@@ -2,7 +2,6 @@
 bit for bit; a process killed mid-run leaves a table that a rerun completes to the same bits; a refusal by
 the writing process stops every process."""
 
-import os
 import signal
 import socket
 import subprocess
@@ -12,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from isojax import results
+from isojax.runs import results
+from tests.conftest import device_env
 
 # Run in the float32 pass only (README: "Tests"): end to end, with no dtype-specific path of its own.
 pytestmark = pytest.mark.float32_only
@@ -28,7 +28,7 @@ def _free_port() -> int:
 
 
 def _env(devices: int) -> dict:
-    return dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", PYTHONPATH=str(ROOT))
+    return device_env(devices)
 
 
 def _start_cluster(out, mode="fast", processes=2):

@@ -9,9 +9,12 @@ import jax
 import numpy as np
 import pytest
 
-from isojax import cli, lm, train, workflows
+from isojax import cli
 from isojax import transformer as tf
 from isojax.data import corpus
+from isojax.isotropy import files
+from isojax.models import cache, checkpoint, commands
+from isojax.runs import measures
 
 KEY = jax.random.PRNGKey(0)
 
@@ -166,7 +169,7 @@ def _checkpoint(folder, name="m.safetensors", tokenizer="bins"):
     tok = corpus.make_tokenizer(tokenizer)
     cfg = tf.Config(vocab=tok.vocab + 1, d_model=8, heads=2, layers=1, mlp=16, max_len=16)
     meta = {"tokenizer": corpus.tokenizer_spec(tok), "data": "real:nile", "steps": 1, "seed": 0}
-    return train.save(folder / name, tf.init(KEY, cfg), cfg, meta)
+    return checkpoint.save(folder / name, tf.init(KEY, cfg), cfg, meta)
 
 
 def _embed(work, capsys, model, *extra):
@@ -194,15 +197,15 @@ def test_embed_refuses_damaged_swapped_and_mismatched_checkpoints(work, capsys):
     # swapped: one model's tensors under another's description, checksum recomputed so only the fit fails
     from safetensors.numpy import save_file
     other = _checkpoint(work / "other", tokenizer="digits")
-    params, cfg, meta = train.load(other)
-    tensors = train._flatten(train.load(path)[0])
+    params, cfg, meta = checkpoint.load(other)
+    tensors = checkpoint._flatten(checkpoint.load(path)[0])
     swapped = work / "swapped.safetensors"
-    save_file(tensors, str(swapped), metadata={"format": train.FORMAT, "sha256": train.checksum(tensors),
+    save_file(tensors, str(swapped), metadata={"format": checkpoint.FORMAT, "sha256": checkpoint.checksum(tensors),
                                                "config": json.dumps(vars(cfg))})
     assert "swapped.safetensors' holds tensors that do not fit its config" in _embed(work, capsys, swapped)
     # an old checkpoint, from before checkpoints described themselves
     old = work / "old.safetensors"
-    save_file(tensors, str(old), metadata={"config": json.dumps(vars(train.load(path)[1]))})
+    save_file(tensors, str(old), metadata={"config": json.dumps(vars(checkpoint.load(path)[1]))})
     assert "old.safetensors' lacks the metadata" in _embed(work, capsys, old)
 
 
@@ -210,11 +213,11 @@ def test_interrupt_exits_130_with_one_line(work, capsys, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt("sweep 'isotropy_measures' interrupted; 'x.csv' holds the finished cells")
 
-    monkeypatch.setattr(workflows, "measures_sweep", interrupted)
+    monkeypatch.setattr(measures, "measures_sweep", interrupted)
     code, _, err = run(["sweep", "--out", "x.csv"], capsys)
     assert code == 130 and err == ("isojax sweep: interrupted: sweep 'isotropy_measures' interrupted; 'x.csv' holds "
                                    "the finished cells\n")
-    monkeypatch.setattr(workflows, "train_model", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
+    monkeypatch.setattr(commands, "train_model", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
     code, _, err = run(["train"], capsys)
     assert code == 130 and err == "isojax train: interrupted\n"
 
@@ -223,7 +226,7 @@ def test_a_library_value_error_is_one_line(work, capsys, monkeypatch):
     def broken(*args, **kwargs):
         raise ValueError("x must have rank 2 [n, d],\n  got shape (3,)")
 
-    monkeypatch.setattr(workflows, "measure_file", broken)
+    monkeypatch.setattr(files, "measure_file", broken)
     code, _, err = run(["measure", "cube.npy"], capsys)
     assert code == 2 and err == "isojax measure: error: x must have rank 2 [n, d], got shape (3,)\n"
 
@@ -236,14 +239,14 @@ def _cache_entry(folder, run="abc"):
     np.save(path.with_suffix(".losses.npy"), losses)
     tok = corpus.make_tokenizer("bins")
     cfg = tf.Config(vocab=tok.vocab + 1, d_model=8, heads=2, layers=1, mlp=16, max_len=16)
-    train.save(path, tf.init(KEY, cfg), cfg, {"run": run, "losses_sha256": lm._sha256(losses)})
+    checkpoint.save(path, tf.init(KEY, cfg), cfg, {"run": run, "losses_sha256": cache._sha256(losses)})
     return path
 
 
 def _unusable(path, run="abc"):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        assert lm._load_cached(path, run) is None
+        assert cache._load_cached(path, run) is None
     (warning,) = caught
     assert str(path) in str(warning.message) and "retraining" in str(warning.message)
     return str(warning.message)
@@ -251,9 +254,9 @@ def _unusable(path, run="abc"):
 
 def test_model_cache_names_and_skips_every_damaged_entry(tmp_path):
     path = _cache_entry(tmp_path / "c")
-    params, losses = lm._load_cached(path, "abc")
+    params, losses = cache._load_cached(path, "abc")
     assert losses.shape == (5,)
-    assert lm._load_cached(tmp_path / "c" / "none.safetensors", "none") is None  # no entry: no warning
+    assert cache._load_cached(tmp_path / "c" / "none.safetensors", "none") is None  # no entry: no warning
     assert "written for run 'abc', not 'xyz'" in _unusable(path, "xyz")
     path.with_suffix(".losses.npy").unlink()
     assert "losses file" in _unusable(path) and "is missing" in _unusable(path)

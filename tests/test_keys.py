@@ -4,7 +4,7 @@ import sys
 import jax
 import numpy as np
 
-from isojax import keys
+from isojax.runs import keys
 from tests.conftest import subprocess_env
 
 
@@ -12,7 +12,7 @@ def test_digest_is_stable_across_processes_and_key_order():
     config = {"b": [1, 2.5], "a": "x"}
     here = keys.digest(config)
     there = subprocess.run([sys.executable, "-c",
-                            "from isojax import keys; print(keys.digest({'a': 'x', 'b': [1, 2.5]}))"],
+                            "from isojax.runs import keys; print(keys.digest({'a': 'x', 'b': [1, 2.5]}))"],
                            capture_output=True, text=True, check=True, env=subprocess_env()).stdout.strip()
     assert here == there and len(here) == 16
     assert keys.digest({"a": "y", "b": [1, 2.5]}) != here

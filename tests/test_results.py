@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from isojax import keys, results
+from isojax.runs import keys, results
 
 
 def test_table_round_trips_typed_values_text_with_commas_and_quotes(tmp_path):

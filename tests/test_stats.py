@@ -198,7 +198,7 @@ def _summary(slope_iso, slope_cc, seed=0):
 
 
 def test_t6_effect_table_reads_the_sign_of_each_measure():
-    from isojax import experiment
+    from experiments import runner as experiment
 
     t6 = experiment.load("trained_isotropy")
     rows = {r["measure"]: r for r in t6.effect_rows(_summary(-10.0, 10.0), draws=200)}
@@ -215,7 +215,7 @@ def test_t6_effect_table_reads_the_sign_of_each_measure():
 def test_intervention_effects_are_welch_tests_against_no_penalty():
     from statsmodels.stats.multitest import multipletests
 
-    from isojax import experiment
+    from experiments import runner as experiment
 
     rng = np.random.default_rng(11)
     rows = [{"data": "a", "strength": w, "seed": s, "nmse": 1.0 + 0.3 * w + 0.1 * rng.normal(),
@@ -235,7 +235,7 @@ def test_intervention_effects_are_welch_tests_against_no_penalty():
 
 
 def test_t5b_probe_reads_a_linear_target_exactly():
-    from isojax import experiment
+    from experiments import runner as experiment
 
     rng = np.random.default_rng(12)
     h = rng.normal(size=(400, 6))

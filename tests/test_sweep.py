@@ -11,14 +11,15 @@ import jax.numpy as jnp
 import pytest
 
 import isojax
-from isojax import results, sweep
+from isojax.runs import results, sweep
 from tests import sweep_job
+from tests.conftest import device_env
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _run(out, mode="fast", devices=1, wait=True):
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", PYTHONPATH=str(ROOT))
+    env = device_env(devices)
     cmd = [sys.executable, str(ROOT / "tests" / "sweep_job.py"), str(out), mode]
     if wait:
         return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=True).stdout

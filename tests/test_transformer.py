@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from isojax import attention as att
-from isojax import train
 from isojax import transformer as tf
+from isojax.models import checkpoint
 
 KEY = jax.random.PRNGKey(0)
 T5_LIKE = dict(vocab=13, d_model=16, heads=2, d_head=12, layers=2, mlp=24, max_len=40, causal=False, norm="rms",
@@ -72,7 +72,7 @@ def test_t5_like_config_initialises_and_runs():
 def test_checkpoint_round_trip_with_new_switches(tmp_path):
     cfg = tf.Config(**T5_LIKE)
     params = tf.init(KEY, cfg)
-    loaded, cfg2, _ = train.load(train.save(tmp_path / "m.safetensors", params, cfg))
+    loaded, cfg2, _ = checkpoint.load(checkpoint.save(tmp_path / "m.safetensors", params, cfg))
     assert cfg2 == cfg
     for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(loaded), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

@@ -33,6 +33,8 @@ class Corpus:
     targets: list[np.ndarray]  # and the horizon that follows
     tokenizer: Tokenizer
     vocab: int  # tokenizer vocab + 1 (MASK)
+    series: list[np.ndarray] = dataclasses.field(default_factory=list)  # every whole value series
+    train_ids: list[np.ndarray] = dataclasses.field(default_factory=list)  # token ids of each training part
 
 
 def make_tokenizer(name: str) -> Tokenizer:
@@ -91,9 +93,10 @@ def _ids(tok, x: np.ndarray) -> np.ndarray:
 def _assemble(series: list[np.ndarray], tok, seq_len: int, horizon: int, test_fraction: float, what: str) -> Corpus:
     """Windows of seq_len tokens from the first 1 - test_fraction of every series; the rest is held out."""
     train_part, test_part = real.split_by_time(series, test_fraction)
-    windows, contexts, targets = [], [], []
+    windows, contexts, targets, train_ids = [], [], [], []
     for tr, te in zip(train_part, test_part):
         ids = _ids(tok, tr)
+        train_ids.append(ids)
         # a stride that is no multiple of a value's token count (4 or 5 for digits): otherwise every window starts
         # at the same digit, and a model with absolute positions learns the digit's place from the position
         # instead of the tokens, and emits nonsense once a forecast's window slides to another phase
@@ -105,7 +108,7 @@ def _assemble(series: list[np.ndarray], tok, seq_len: int, horizon: int, test_fr
             targets.append(full[cut:cut + horizon])
     if not windows:
         raise ValueError(f"{what} is too short for seq_len={seq_len}")
-    return Corpus(np.stack(windows).astype(np.int32), contexts, targets, tok, tok.vocab + 1)
+    return Corpus(np.stack(windows).astype(np.int32), contexts, targets, tok, tok.vocab + 1, list(series), train_ids)
 
 
 def _tokenizer(tokenizer):

@@ -15,10 +15,12 @@ from isojax.pretrained import _files as F
 from isojax.pretrained import bert, gpt2, t5
 from isojax.pretrained.bert import config_from_bert, encode, load_minilm, model_dir, params_from_bert, tokenizer
 from isojax.pretrained.chronos import MeanScaleUniformBins
-from isojax.pretrained.embed import Embeddings, Model, embed_series, embed_texts, hidden_states
+from isojax.pretrained.embed import Embeddings, Model, embed_series, embed_text, embed_texts
+from isojax.transformer import hidden_states
 
-__all__ = ["load", "Model", "Embeddings", "embed_texts", "embed_series", "hidden_states", "MeanScaleUniformBins",
-           "SUPPORTED", "load_minilm", "encode", "tokenizer", "model_dir", "config_from_bert", "params_from_bert"]
+__all__ = ["load", "Model", "Embeddings", "embed_texts", "embed_text", "embed_series", "hidden_states",
+           "MeanScaleUniformBins", "SUPPORTED", "load_minilm", "encode", "tokenizer", "model_dir", "config_from_bert",
+           "params_from_bert"]
 
 SUPPORTED = ("bert", "gpt2", "t5")
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from typing import NamedTuple
 
@@ -15,8 +14,9 @@ from isojax import _validate as V
 from isojax import transformer as tf
 from isojax.pretrained import bert
 from isojax.pretrained.chronos import MeanScaleUniformBins, as_series_list
+from isojax.runs.outputs import check_output, write_npz
 
-__all__ = ["Model", "Embeddings", "POOLINGS", "embed_texts", "embed_series", "hidden_states"]
+__all__ = ["Model", "Embeddings", "POOLINGS", "embed_texts", "embed_series", "embed_text"]
 
 POOLINGS = (None, "mean", "first", "last")
 
@@ -41,34 +41,6 @@ class Embeddings(NamedTuple):
     position: np.ndarray
     token: np.ndarray
     scale: np.ndarray | None = None
-
-
-@functools.partial(jax.jit, static_argnames="config")
-def _hidden(params, ids, mask, config):
-    return jax.vmap(lambda t, m: tf.forward(params, t, config, key_mask=m)[0])(ids, mask)
-
-
-def hidden_states(params: tf.Params, config: tf.Config, ids: npt.ArrayLike, mask: npt.ArrayLike,
-                  batch: int = 32) -> np.ndarray:
-    """ids, mask: [n, T] (mask True = real token) -> hidden [n, L + 1, T, d], in chunks of `batch` inputs
-    (the last chunk padded, so one compilation serves every chunk)."""
-    ids, mask = np.asarray(ids), np.asarray(mask, bool)
-    if ids.ndim != 2 or mask.shape != ids.shape:
-        raise ValueError(f"ids [n, T] and mask must have one shape, got {ids.shape} and {mask.shape}")
-    V.token_ids("ids", ids, config.vocab)
-    if not mask.any(axis=1).all():
-        raise ValueError(f"inputs {np.nonzero(~mask.any(axis=1))[0].tolist()} have no real token (mask all False)")
-    batch = V.positive_int("batch", batch)
-    n = ids.shape[0]
-    size = min(batch, n)
-    out = []
-    for s in range(0, n, size):
-        i, m = ids[s:s + size], mask[s:s + size]
-        if i.shape[0] < size:  # pad with copies of the chunk's first row, dropped below
-            fill = size - i.shape[0]
-            i, m = np.concatenate([i, np.repeat(i[:1], fill, 0)]), np.concatenate([m, np.repeat(m[:1], fill, 0)])
-        out.append(np.asarray(_hidden(params, jnp.asarray(i), jnp.asarray(m), config))[: min(size, n - s)])
-    return np.concatenate(out)
 
 
 def _select(hidden: np.ndarray, ids: np.ndarray, mask: np.ndarray, pooling) -> tuple:
@@ -122,7 +94,7 @@ def embed_texts(model: Model | tuple | str | Path, texts: list[str], pooling: st
     empty = np.nonzero(~mask.any(axis=1))[0]
     if empty.size:
         raise ValueError(f"texts {empty.tolist()} have no tokens")
-    return Embeddings(*_select(hidden_states(params, config, ids, mask, batch), ids, mask, pooling))
+    return Embeddings(*_select(tf.hidden_states(params, config, ids, mask, batch), ids, mask, pooling))
 
 
 def embed_series(model: Model | tuple | str | Path, series: npt.ArrayLike | list[npt.ArrayLike],
@@ -146,4 +118,34 @@ def embed_series(model: Model | tuple | str | Path, series: npt.ArrayLike | list
     for i, (row_ids, row_mask, _) in enumerate(encoded):  # right-padded: T5's positions are relative
         ids[i, : len(row_ids)], mask[i, : len(row_ids)] = row_ids, row_mask
     scale = np.array([e[2] for e in encoded], np.float32)
-    return Embeddings(*_select(hidden_states(params, config, ids, mask, batch), ids, mask, pooling), scale=scale)
+    return Embeddings(*_select(tf.hidden_states(params, config, ids, mask, batch), ids, mask, pooling), scale=scale)
+
+
+def _read_texts(path: Path) -> list[str]:
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise ValueError(f"--text {str(path)!r}: no such file") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"--text {str(path)!r} could not be read as UTF-8 text: {err}") from None
+    texts = [line for line in lines if line.strip()]
+    if not texts:
+        raise ValueError(f"--text {str(path)!r} holds no sentence (one per line)")
+    return texts
+
+
+def embed_text(model: str, text: Path, pooling: str | None, max_len: int, out: Path) -> np.ndarray:
+    """Every layer's hidden states of a text model ('minilm' or a Hugging Face folder) on the sentences of a
+    file (one per line, blank lines skipped), saved as out (.npz): `hidden` [L + 1, rows, d], `text_index`
+    [rows] (the sentence's line among the non-blank ones) and `token_position` [rows] (-1 for mean pooling).
+    pooling None: a row per real token; "mean" / "first" / "last": a row per sentence."""
+    if pooling not in (None, "mean", "first", "last"):
+        raise ValueError(f"pooling must be None, 'mean', 'first' or 'last', got {pooling!r}")
+    max_len = V.positive_int("max_len", max_len)
+    out = check_output(out, ".npz")
+    texts = _read_texts(text)
+    emb = embed_texts(model, texts, pooling=pooling, max_len=max_len)
+    hidden, index, position = np.asarray(emb.hidden), emb.input, emb.position
+    write_npz(out, hidden=hidden, text_index=np.asarray(index, np.int64),
+               token_position=np.asarray(position, np.int64))
+    return hidden

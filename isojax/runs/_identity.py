@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from isojax.keys import digest
+from isojax.runs.keys import digest
 
 __all__ = ["cell_identity"]
 

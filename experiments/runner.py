@@ -1,19 +1,18 @@
-"""Running the study's experiments: one script per figure or claim in the repository's `experiments/` folder.
+"""Running the study's experiments: one script per figure or claim in this folder (the study, not the library).
 
 Every experiment script defines
 - `SIZES`: a table {"tiny": {...}, "quick": {...}, "full": {...}} of the sizes it runs at (tiny is for tests),
 - `compute(out, size, seed) -> list[Path]`: runs the experiment and writes its tables to `out/results`,
 - `plot(out, size) -> list[Path]`: reads those tables only and draws the figures into `out/figures`,
 so every figure can be redrawn without recomputing. `python experiments/<name>.py --quick --out DIR` runs one
-(`main` below); `isojax reproduce` runs them all (`reproduce`). The scripts are the study, not the library:
-they live in a checkout of the repository, and are found from there (`find_root`).
+(`main` below); `isojax reproduce` runs them all (`reproduce`), importing this folder as the package
+`experiments` from the checkout that holds it.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import json
 import sys
 import time
@@ -21,48 +20,21 @@ from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
-__all__ = ["SIZE_NAMES", "find_root", "names", "load", "run", "main", "reproduce", "tag"]
+__all__ = ["SIZE_NAMES", "ROOT", "names", "load", "run", "main", "reproduce", "tag"]
 
 SIZE_NAMES = ("tiny", "quick", "full")
-_PACKAGE = "isojax_experiments"  # the module name the scripts are loaded under (not `experiments`: too common)
+_PACKAGE = __name__.rpartition(".")[0] or "experiments"  # the package this folder is imported as
+ROOT = Path(__file__).resolve().parents[1]  # the checkout
 
 
-def find_root(start: Path | None = None) -> Path:
-    """The checkout that holds `experiments/`: the parent of the isojax package (an editable install), else
-    `start` (default: the working directory) or one of its parents. ValueError outside a checkout."""
-    candidates = [Path(__file__).resolve().parents[1]]
-    here = Path(start or Path.cwd()).resolve()
-    candidates += [here, *here.parents]
-    for root in candidates:
-        if (root / "experiments" / "__init__.py").is_file():
-            return root
-    raise ValueError("the study's experiments live in a checkout of the isojax repository (its experiments/ "
-                     "folder); run this from a clone (git clone ... && pip install -e .), not from an installed "
-                     "wheel alone")
-
-
-def _package(root: Path | None = None) -> ModuleType:
-    root = find_root(root)
-    folder = root / "experiments"
-    loaded = sys.modules.get(_PACKAGE)
-    if loaded is not None and Path(loaded.__file__).parent == folder:
-        return loaded
-    spec = importlib.util.spec_from_file_location(_PACKAGE, folder / "__init__.py",
-                                                  submodule_search_locations=[str(folder)])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[_PACKAGE] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def names(root: Path | None = None) -> list[str]:
+def names() -> list[str]:
     """The experiments in the order `isojax reproduce` runs them."""
-    return list(_package(root).NAMES)
+    return list(importlib.import_module(_PACKAGE).NAMES)
 
 
-def load(name: str, root: Path | None = None) -> ModuleType:
+def load(name: str) -> ModuleType:
     """The experiment script `experiments/<name>.py` as a module (ValueError for an unknown name)."""
-    known = names(root)
+    known = names()
     if name not in known:
         raise ValueError(f"experiment must be one of {known}, got {name!r}")
     return importlib.import_module(f"{_PACKAGE}.{name}")
@@ -89,7 +61,7 @@ def reproduce(out: Path, size: str = "quick", only: list[str] | None = None, see
     out/results/reproduce_timings.json and passing one line per experiment to `log`; returns the figure files
     written.
 
-    jobs > 1 runs that many experiments at once, each in its own Python process (`python -m isojax.experiment`),
+    jobs > 1 runs that many experiments at once, each in its own Python process (`python -m experiments.runner`),
     slowest first (by the timings of an earlier run in `out`, else the two training experiments first): the
     experiments share no state but the model cache, whose entries are written atomically under distinct
     names, so the tables are the same bytes as with jobs=1 (each process compiles the same programs). It pays
@@ -151,11 +123,11 @@ def _reproduce_parallel(out: Path, size: str, selected: list[str], seed: int, lo
     queue = _slowest_first(out, size, selected)
     running: dict[str, tuple[subprocess.Popen, float, object]] = {}
     paths: dict[str, list[Path]] = {}
-    root = find_root()
+    root = ROOT
 
     def start(name):
         output = tempfile.TemporaryFile("w+")  # one per child: its output is printed whole when it ends
-        cmd = [sys.executable, "-m", "isojax.experiment", name, size, str(out.resolve()), str(seed)]
+        cmd = [sys.executable, "-m", f"{_PACKAGE}.runner", name, size, str(out.resolve()), str(seed)]
         running[name] = (subprocess.Popen(cmd, cwd=root, stdout=output, stderr=subprocess.STDOUT, text=True),
                          time.perf_counter(), output)
 
@@ -193,7 +165,7 @@ def _reproduce_parallel(out: Path, size: str, selected: list[str], seed: int, lo
 
 def _record_timing(path: Path, mode: str, name: str, seconds: float, seed: int) -> None:
     """Merge one experiment's wall time into path ({mode: {name: entry}})."""
-    from isojax import results
+    from isojax.runs import results
 
     table = json.loads(path.read_text()) if path.exists() else {}
     table.setdefault(mode, {})[name] = {"seconds": round(seconds, 1), "seed": seed,
@@ -203,9 +175,12 @@ def _record_timing(path: Path, mode: str, name: str, seconds: float, seed: int) 
 
 
 def main(script: str, argv: list[str] | None = None) -> int:
-    """Entry point of `python experiments/<name>.py [--tiny|--quick|--full] [--out DIR] [--seed S] [--plot-only]`."""
+    """Entry point of `python experiments/<name>.py [--tiny|--quick|--full] [--out DIR] [--seed S] [--plot-only]`.
+    Sets XLA's CPU flags first (`isojax.runs.runtime.configure_xla`), as every entry point does."""
+    from isojax.runs import runtime
+    runtime.configure_xla()
     name = Path(script).stem
-    module = load(name, Path(script).resolve().parents[1])
+    module = load(name)
     parser = argparse.ArgumentParser(prog=f"experiments/{name}.py", description=module.__doc__,
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     sizes = parser.add_mutually_exclusive_group()
@@ -227,6 +202,8 @@ def tag(size: str) -> str:
 
 
 if __name__ == "__main__":  # one experiment in a child process of `reproduce(jobs > 1)`: NAME SIZE OUT SEED
+    from isojax.runs import runtime
+    runtime.configure_xla()
     _name, _size_name, _out, _seed = sys.argv[1:5]
     _written = run(_name, Path(_out), _size_name, int(_seed))
     print(_PATHS_MARK + json.dumps([str(p) for p in _written]), flush=True)

@@ -1,6 +1,6 @@
 """The table of one sweep: validated on resume, grown by appended chunks, sorted by cell at the end.
 
-Used by `isojax.sweep` in the writing process only, while it holds the table's lock. Rows are kept as text
+Used by `isojax.runs.sweep` in the writing process only, while it holds the table's lock. Rows are kept as text
 fields (exactly what is on disk), so resumed and fresh rows are typed by one rule at the end.
 """
 
@@ -10,7 +10,7 @@ import dataclasses
 import os
 from pathlib import Path
 
-from isojax import results
+from isojax.runs import results
 
 _HINT = "the table does not belong to this sweep: remove it (and its .json) or choose another path"
 

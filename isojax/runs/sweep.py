@@ -10,7 +10,7 @@
   (eigh, qr) can deadlock jaxlib's thread pool (0.10.2); `cell_batching` forces either path.
 - Many processes: after `jax.distributed.initialize()` every process builds the same chunk, feeds its own
   devices' slices, and receives the gathered results; process 0 alone holds the lock and writes.
-- The table (see `isojax.results`) is identified by a configuration that includes the cell function (module,
+- The table (see `isojax.runs.results`) is identified by a configuration that includes the cell function (module,
   qualified name, a digest of its code, closure, defaults and the helpers and constants of its own module
   that it uses: `cell_identity`) and the isojax version. A rerun resumes a table
   of the same configuration after validating every row, and refuses anything else before writing anything.
@@ -30,13 +30,12 @@ from pathlib import Path
 import jax
 import numpy as np
 from jax.experimental import multihost_utils
-from jax.sharding import NamedSharding
 
 import isojax
-from isojax import _sweep_store as store
 from isojax import _validate as V
-from isojax import results
-from isojax._cell_identity import cell_identity
+from isojax.runs import _store as store
+from isojax.runs import devices, results
+from isojax.runs._identity import cell_identity
 
 __all__ = ["BATCHING", "cell_identity", "cells", "run_sweep"]
 
@@ -92,22 +91,17 @@ def _cell_keys(base, ids):
     return jax.vmap(lambda i: jax.random.fold_in(base, i))(ids)
 
 
-def _global(array: np.ndarray, sharding: NamedSharding) -> jax.Array:
-    """A global array from the same host array in every process: each feeds its own devices' slices."""
-    return jax.make_array_from_callback(array.shape, sharding, lambda index: array[index])
-
-
 def _run_chunk(program, ids: list[int], all_cells, dynamic, base, sharding, per_device: int) -> dict:
     """Evaluate the cells `ids` (at most one chunk); returns {output: host array [len(ids), ...]}."""
     n_dev = sharding.mesh.size
     chunk = n_dev * per_device
     padded = ids + [ids[-1]] * (chunk - len(ids))  # pad with a repeat, dropped below
     def feed(a):  # host [chunk, ...] -> global [devices, per_device, ...]
-        return _global(a.reshape((n_dev, per_device) + a.shape[1:]), sharding)
+        return devices.to_global(a.reshape((n_dev, per_device) + a.shape[1:]), sharding)
     keys = np.asarray(_cell_keys(base, np.asarray(padded, np.int32)))
     inputs = [feed(keys)] + [feed(np.asarray([all_cells[i][k] for i in padded], V.float_dtype())) for k in dynamic]
     out = program(*inputs)
-    out = multihost_utils.process_allgather(out, tiled=True) if jax.process_count() > 1 else jax.device_get(out)
+    out = devices.to_host(out)
     return {k: np.asarray(v).reshape((chunk,) + v.shape[2:])[:len(ids)] for k, v in out.items()}
 
 
@@ -196,14 +190,6 @@ def _open(table: store.SweepTable, stack: contextlib.ExitStack) -> tuple[store.S
         return None, err
 
 
-def _cell_sharding() -> NamedSharding:
-    """The cell axis over every device of every process. Auto axes: the cell function stays
-    sharding-agnostic and XLA partitions the batch."""
-    devices = jax.devices()
-    mesh = jax.make_mesh((len(devices),), ("cells",), axis_types=(jax.sharding.AxisType.Auto,), devices=devices)
-    return NamedSharding(mesh, jax.P("cells"))
-
-
 def _chunks(fn, grid: dict, groups: dict, chunk: int, batching: str):
     """(program, traced parameter names, cell ids) for each chunk, one compilation per static group."""
     for static, todo in groups.items():
@@ -235,7 +221,7 @@ def run_sweep(fn: Callable[..., dict], grid: dict[str, list], out: Path | str, s
         done = _share_done(*(_open(table, stack) if writer else (None, None)), len(all_cells))
         if writer:
             table.begin(batching=batching, processes=jax.process_count())
-        sharding = _cell_sharding()
+        sharding = devices.device_sharding("cells")
         base = jax.random.PRNGKey(seed)
         bar = None
         if progress and writer:

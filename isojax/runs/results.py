@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from isojax.keys import digest
+from isojax.runs.keys import digest
 
 __all__ = ["TableLockedError", "append_text", "atomic_write", "column_types", "config_hash", "csv_lines",
            "exclusive_lock", "format_value", "git_commit", "machine", "parse_value", "provenance", "read_sidecar",
@@ -52,7 +52,7 @@ class TableLockedError(ValueError):
 # ----------------------------------------------------------------------------------------- provenance
 
 def config_hash(config: dict) -> str:
-    """A 16-hex-digit digest of a configuration (`isojax.keys.digest`)."""
+    """A 16-hex-digit digest of a configuration (`isojax.runs.keys.digest`)."""
     return digest(config)
 
 

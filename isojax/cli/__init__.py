@@ -1,0 +1,59 @@
+"""The `isojax` command. Each subcommand parses its flags and calls one library function:
+
+  check      every statement of docs/theory.md over random instances  (isojax.theory.run_checks)
+  sweep      isotropy measures over a grid of synthetic families        (isojax.runs.measures.measures_sweep)
+  train      a numeric LM to a safetensors checkpoint                    (isojax.models.commands.train_model)
+  embed      every layer's hidden states of a model on numeric data      (isojax.models.commands.embed_data)
+             or on sentences, one per line (--text)                      (isojax.pretrained.embed_text)
+  measure    every isotropy measure of saved hidden states, per layer    (isojax.isotropy.files.measure_file)
+  reproduce  every experiment and figure of the study, from a checkout   (experiments/runner.py: reproduce)
+
+A user error (a bad flag, a missing or malformed file, invalid input) prints one line and exits 2, never a
+traceback, and is caught before any compute: nothing is written. Ctrl-C exits 130 with one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import isojax
+from isojax.cli import _common, check, embed, measure, reproduce, sweep, train
+from isojax.cli._common import LIMITS
+
+__all__ = ["LIMITS", "build_parser", "main"]
+
+SUBCOMMANDS = (check, sweep, train, embed, measure, reproduce)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the `isojax` command (every flag with its help and default)."""
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    parser = _common.Parser(prog="isojax", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"isojax {isojax.__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for command in SUBCOMMANDS:
+        command.add(sub, fmt)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the `isojax` command; returns its exit status (0 done, 1 a check failed, 2 a user error, 130
+    interrupted). Usage errors exit through SystemExit(2), as argparse does. Sets XLA's CPU flags first
+    (`isojax.runs.runtime.configure_xla`), before JAX starts."""
+    from isojax.runs import runtime
+
+    runtime.configure_xla()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    prog = f"isojax {args.command}"
+    try:
+        _common.check_ranges(args)
+        return args.run(args)
+    except ValueError as err:  # the library's word for invalid input: one line, never a traceback
+        print(f"{prog}: error: {_common.one_line(err)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as err:
+        detail = f": {_common.one_line(err)}" if str(err) else ""
+        print(f"{prog}: interrupted{detail}", file=sys.stderr)
+        return 130

@@ -1,0 +1,47 @@
+"""`isojax embed`: every layer's hidden states of a model on numeric data (`isojax.models.commands.embed_data`)
+or on sentences, one per line (`isojax.pretrained.embed_text`)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from isojax.cli._common import DATA_HELP
+
+__all__ = ["add", "run"]
+
+def run(args: argparse.Namespace) -> int:
+    """Run the subcommand on parsed flags; returns its exit status (a ValueError is a user error)."""
+    from isojax import pretrained
+    from isojax.models import commands
+
+    if args.text is not None:
+        if args.data is not None:
+            raise ValueError("give --data (numeric series) or --text (sentences), not both")
+        hidden = pretrained.embed_text(args.model, Path(args.text), args.pooling, args.max_len, Path(args.out))
+    else:
+        if args.pooling is not None:
+            raise ValueError("--pooling applies to --text only")
+        hidden = commands.embed_data(args.model, args.data or "real:sunspots", args.tokenizer, args.max_sequences,
+                                      args.seed, Path(args.out))
+    print(f"hidden states {tuple(hidden.shape)} -> {args.out}")
+    return 0
+
+
+def add(sub: argparse._SubParsersAction, fmt: type[argparse.HelpFormatter]) -> None:
+    """The subcommand's parser, with its flags, help and defaults."""
+    em = sub.add_parser("embed", formatter_class=fmt,
+                        help="per-layer hidden states of a model on numeric data or sentences, saved as .npz")
+    em.add_argument("--model", required=True, help="a checkpoint from `isojax train`, or 'minilm'")
+    em.add_argument("--data", default=None, help=DATA_HELP + " (default real:sunspots)")
+    em.add_argument("--tokenizer", choices=["bins", "digits"], default=None,
+                    help="numeric tokenizer; default and only allowed value: the checkpoint's own")
+    em.add_argument("--max-sequences", type=int, default=64, help="windows to embed")
+    em.add_argument("--text", default=None, help="a text file, one sentence per line (instead of --data)")
+    em.add_argument("--pooling", choices=["mean", "first", "last"], default=None,
+                    help="with --text: one row per sentence (mean/first/last token) instead of one per token")
+    em.add_argument("--max-len", type=int, default=128, help="with --text: tokens per sentence at most")
+    em.add_argument("--seed", type=int, default=0, help="PRNG seed")
+    em.add_argument("--out", default="results/hidden.npz",
+                    help="output .npz: `hidden` [L+1, rows, d], and with --text `text_index`, `token_position` [rows]")
+    em.set_defaults(run=run)

@@ -1,0 +1,86 @@
+"""The train-or-load cache (isojax.models.cache) under the study's ensemble (isojax.models.ensemble): every run
+its own entry; a good entry reused silently with the same numbers; a corrupt, foreign or incomplete one named
+and retrained; a run's numbers independent of the runs trained beside it."""
+
+import warnings
+
+import jax
+import numpy as np
+
+from isojax.models import cache, checkpoint, ensemble, training
+
+BASE = jax.random.PRNGKey(5)
+RUNS = [ensemble.NumericRun("a", "gp:rbf_0.1", "bins", "decoder"),
+        ensemble.NumericRun("b", "gp:rbf_0.1", "bins", "decoder", seed=1)]
+
+
+def _flip_byte(path, offset_from_end):
+    data = bytearray(path.read_bytes())
+    data[-offset_from_end] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def _run(cache_dir, runs=RUNS):
+    return ensemble.train_and_evaluate(runs, BASE, 3, cache_dir, seq_len=16, rows=32, samples=2)
+
+
+def _numbers(evaluated):
+    # compared by repr: bit for bit, and NaN equals NaN
+    return repr([(e.forecast, e.final_loss, e.head_partition_isotropy, e.layers) for e in evaluated])
+
+
+def test_model_cache_reuses_a_good_entry_and_retrains_a_bad_one(tmp_path, monkeypatch):
+    first = _numbers(_run(tmp_path))
+    models = sorted(tmp_path.glob("*.safetensors"))
+    assert len(models) == 2  # one entry per run of the ensemble
+    model = models[0]
+    losses = model.with_suffix(".losses.npy")
+    meta = checkpoint.load(model)[2]
+    assert meta["data"] == "gp:rbf_0.1" and meta["steps"] == 3 and meta["tokenizer"]["name"] == "bins"
+    assert meta["engine"] == training.layout_tag(training.default_engine()) and meta["name"] in ("a", "b")
+    calls = []
+    real = training.train_many
+    monkeypatch.setattr(training, "train_many", lambda runs, *a, **k: calls.append(len(runs)) or real(runs, *a, **k))
+
+    def rerun():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            again = _numbers(_run(tmp_path))
+        assert again == first  # the experiments' numbers never change
+        return [str(w.message) for w in caught if "model cache entry" in str(w.message)]
+
+    assert rerun() == [] and calls == []  # good entries are reused, silently
+    good = meta["sha256"]
+    _flip_byte(model, 5)
+    (message,) = rerun()
+    assert model.name in message and "checksum" in message and calls == [1]  # only the bad run retrains
+    assert checkpoint.load(model)[2]["sha256"] == good  # retrained alone: the same tensors, bit for bit
+    losses.unlink()
+    (message,) = rerun()
+    assert "losses file" in message and "missing" in message and calls == [1, 1] and losses.exists()
+    np.save(losses, np.load(losses) + 1.0)
+    (message,) = rerun()
+    assert "does not match" in message and len(calls) == 3
+    # an entry written for another run (a file copied or renamed into place): consistent, but not this run's
+    params, config, meta = checkpoint.load(model)
+    checkpoint.save(model, params, config, {**{k: meta[k] for k in ("tokenizer", "data", "steps", "seed",
+                                                                    "losses_sha256")}, "run": "0123456789abcdef"})
+    (message,) = rerun()
+    assert "written for run '0123456789abcdef'" in message and len(calls) == 4
+
+
+def test_the_digest_names_what_changes_a_model():
+    from isojax import transformer as tf
+
+    config = tf.Config(vocab=9, d_model=8, heads=2, layers=1, mlp=16, max_len=8)
+    seqs = np.zeros((3, 8), np.int32)
+    spec = cache.RunSpec(BASE, seqs, config, training.TrainConfig(steps=2))
+    base = cache.run_digest(spec, training.Engine("vmap", 4))
+    assert cache.run_digest(spec, training.Engine("vmap", 4, chunk_steps=7)) == base  # chunking changes nothing
+    for other in (cache.run_digest(spec, training.SERIAL), cache.run_digest(spec, training.Engine("vmap", 8)),
+                  cache.run_digest(cache.RunSpec(BASE, seqs + 1, config, spec.tcfg), training.Engine("vmap", 4)),
+                  cache.run_digest(cache.RunSpec(jax.random.PRNGKey(6), seqs, config, spec.tcfg),
+                                   training.Engine("vmap", 4)),
+                  cache.run_digest(cache.RunSpec(BASE, seqs, config, training.TrainConfig(steps=3)),
+                                   training.Engine("vmap", 4))):
+        assert other != base
