@@ -61,7 +61,7 @@ def clustered_cosine(x: ArrayLike, key: jax.Array, max_points: int = 2000, k_min
     return result
 
 
-def copies_only(pts, labels, k_max: int) -> jax.Array:
+def copies_only(pts: jax.Array, labels: jax.Array, k_max: int) -> jax.Array:
     """Which rows lie in a cluster whose members are all equal (exactly). pts: [m, d], labels: [m] -> [m] bool"""
     member = labels[None, :] == jnp.arange(k_max)[:, None]  # [k_max, m]
     first = jnp.argmax(member, axis=1)  # one member of each cluster
