@@ -31,8 +31,8 @@ from isojax.runs import results
 
 # texts: numeric strings (~70 tokens each), half to fit on and half to measure; fit_rows / rows: the token states
 # of each half used (fixed numbers: one compiled program serves every cloud); whitening needs fit_rows > d = 384
-# (tiny is for tests only: there it is fitted on fewer states than dimensions). --quick costs ~45 s of CPU on
-# 2 cores, most of it loading MiniLM and compiling the measures once for the one cloud shape.
+# (tiny is for tests only: there it is fitted on fewer states than dimensions). --quick took 60 s of CPU on
+# 2 loaded cores, most of it loading MiniLM and compiling the measures once for the one cloud shape.
 SIZES = {"tiny": dict(texts=8, fit_rows=256, rows=96, layers=(0, 6)),
          "quick": dict(texts=24, fit_rows=768, rows=256, layers=(0, 6)),
          "full": dict(texts=120, fit_rows=4000, rows=2000, layers=(0, 1, 2, 3, 4, 5, 6))}
