@@ -12,10 +12,11 @@ __all__ = ["add", "run"]
 
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand on parsed flags; returns its exit status (a ValueError is a user error)."""
-    from isojax.models import commands
+    from isojax.models import commands, ensemble
 
+    evaluation = ensemble.Evaluation(windows=args.windows, samples=args.samples)
     commands.train_model(args.data, args.tokenizer, args.arch, args.layers, args.d_model, args.heads, args.seq_len,
-                          args.steps, args.seed, Path(args.out))
+                          args.steps, args.seed, Path(args.out), evaluation=evaluation)
     return 0
 
 
@@ -33,5 +34,10 @@ def add(sub: argparse._SubParsersAction, fmt: type[argparse.HelpFormatter]) -> N
     tr.add_argument("--seq-len", type=int, default=64, help="training window, tokens (at least 2)")
     tr.add_argument("--steps", type=int, default=300, help="AdamW steps")
     tr.add_argument("--seed", type=int, default=0, help="PRNG seed")
-    tr.add_argument("--out", default="results/model.safetensors", help="checkpoint path (.safetensors)")
+    tr.add_argument("--windows", type=int, default=32,
+                    help="backtest windows over the held-out tails that the forecasts are scored on (about this many)")
+    tr.add_argument("--samples", type=int, default=20, help="sampled forecast paths per window")
+    tr.add_argument("--out", default="results/model.safetensors",
+                    help="checkpoint path (.safetensors); the forecast scores go to <stem>.forecast.csv beside it, "
+                         "with its .csv.json sidecar")
     tr.set_defaults(run=run)

@@ -37,9 +37,9 @@ import numpy as np
 from isojax.runs.keys import digest
 
 __all__ = ["TableLockedError", "append_text", "atomic_write", "column_types", "config_hash", "csv_lines",
-           "exclusive_lock", "format_value", "git_commit", "machine", "parse_value", "provenance", "read_sidecar",
-           "read_table", "read_text_rows", "rows_text", "save_table", "sidecar_path", "truncate_torn_tail",
-           "value_kind", "versions", "write_sidecar"]
+           "exclusive_lock", "format_value", "git_commit", "machine", "noting", "parse_value", "provenance",
+           "read_sidecar", "read_table", "read_text_rows", "rows_text", "save_table", "sidecar_path",
+           "truncate_torn_tail", "value_kind", "versions", "write_sidecar"]
 
 _INT = re.compile(r"-?\d+")
 _FLOAT = re.compile(r"-?(\d+\.\d*([eE][-+]?\d+)?|\d+[eE][-+]?\d+|inf|nan)")
@@ -94,9 +94,27 @@ def machine() -> dict:
 
 
 def provenance() -> dict:
-    """Versions, git commit and devices, for a sidecar."""
+    """Versions, git commit and devices, for a sidecar (and the notes of `noting`, if any)."""
     import jax
-    return {"versions": versions(), "git_commit": git_commit(), "devices": [str(d) for d in jax.devices()]}
+    out = {"versions": versions(), "git_commit": git_commit(), "devices": [str(d) for d in jax.devices()]}
+    return {**out, "notes": dict(_NOTES)} if _NOTES else out
+
+
+_NOTES: dict = {}
+
+
+@contextlib.contextmanager
+def noting(**notes) -> Iterator[None]:
+    """While the block runs, every sidecar written also records `notes` (under "notes", beside the
+    configuration, not in it: a table's identity does not change), e.g. the size changes an experiment runs
+    with (`python experiments/<name>.py --set`)."""
+    previous = dict(_NOTES)
+    _NOTES.update(notes)
+    try:
+        yield
+    finally:
+        _NOTES.clear()
+        _NOTES.update(previous)
 
 
 # ----------------------------------------------------------------------------------------- values
