@@ -15,4 +15,5 @@ NAMES = [
     "trained_isotropy",
     "intervention",
     "minilm_isotropy",
+    "posthoc_transforms",
 ]

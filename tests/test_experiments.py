@@ -110,10 +110,27 @@ def _minilm_isotropy(out):
     _floats(rows, "isoscore")
 
 
+def _posthoc_transforms(out):
+    rows = _table(out, "posthoc_transforms_tiny.csv")
+    assert {r["transform"] for r in rows} == set(experiment.load("posthoc_transforms").ORDER)
+    for name in ("isoscore", "cosine", "cosine_centred", "clustered_cosine", "lid", "top1_variance"):
+        _floats(rows, name)
+    by = {(r["layer"], r["transform"]): r for r in rows}
+    for layer in {r["layer"] for r in rows if r["layer"] >= 0}:
+        # a mean estimated on other strings still removes part of the common vector
+        assert by[layer, "centre"]["cosine"] < by[layer, "none"]["cosine"]
+        # ZCA and PCA whitening differ by a rotation, which no measure sees (up to float32 rounding: at the tiny
+        # size they are fitted on fewer states than dimensions, and the held-out states' norms span decades)
+        for name, rel in (("isoscore", 1e-3), ("cosine", 1e-3), ("cosine_centred", 1e-3), ("lid", 0.05)):
+            assert by[layer, "zca"][name] == pytest.approx(by[layer, "pca"][name], rel=rel, abs=1e-4), name
+        assert by[-1, "gaussian"]["isoscore"] > by[layer, "none"]["isoscore"]  # the null is more isotropic
+
+
 TABLE_CHECKS = {"shift_invariance": _shift_invariance, "fisher_spectrum": _fisher_spectrum,
                 "gradient_structure": _gradient_structure, "partition_function": _partition_function,
                 "measures_vs_knob": _measures_vs_knob, "guarantee": _guarantee, "trained_isotropy": _trained_isotropy,
-                "intervention": _intervention, "minilm_isotropy": _minilm_isotropy}
+                "intervention": _intervention, "minilm_isotropy": _minilm_isotropy,
+                "posthoc_transforms": _posthoc_transforms}
 
 
 def test_every_experiment_has_table_checks():
@@ -133,6 +150,19 @@ def test_experiment_runs_its_tables_have_the_expected_orderings_and_its_figures_
         path.unlink()
     experiment.run(name, tmp_path, "tiny", compute=False)
     assert {p.name: p.read_bytes() for p in (tmp_path / "figures").glob("*.png")} == before
+
+
+@pytest.mark.parametrize("family, inputs", [("gpt2", ["12 34 56 78 90 12 34", "3 1 4 1 5 9 2 6 5"] * 4),
+                                            ("chronos", [np.sin(np.arange(40) / 3.0) + i for i in range(8)])])
+def test_posthoc_transforms_work_on_any_loaded_checkpoint(family, inputs):
+    from isojax import pretrained
+
+    script = experiment.load("posthoc_transforms")
+    fitting, measured = script.hidden_halves(pretrained.load(ROOT / "tests" / "golden" / family), inputs, 60, 40)
+    assert fitting.shape[1:] == (60, 32) and measured.shape[1:] == (40, 32)
+    rows, _ = script.transform_rows(fitting, measured, layers=(2,), seed=0)
+    assert [r["transform"] for r in rows] == [t for t in script.ORDER if t != "gaussian"] + ["gaussian"]
+    assert all(np.isfinite(r["isoscore"]) for r in rows)
 
 
 def test_same_seed_same_table(tmp_path):

@@ -6,7 +6,7 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import silhouette_score
 
 from isojax import cluster, distributions, isotropy
-from tests.conftest import X64, tol
+from tests.conftest import ROOT, X64, tol
 
 KEY = jax.random.PRNGKey(0)
 
@@ -294,3 +294,93 @@ def test_all_measures_table_is_bit_identical_on_1_and_2_devices(tmp_path):
         tables.append(out.read_text())
     assert "lid" in tables[0].splitlines()[0] and len(tables[0].splitlines()) == 9
     assert tables[0] == tables[1]
+
+
+# ----------------------------------------------------------------------------- defined numerics (issue 20)
+
+
+def test_isoscore_in_one_dimension_is_refused_eagerly_and_nan_inside_all_measures():
+    x = jax.random.normal(KEY, (40, 1))
+    for call in (lambda: isotropy.isoscore(x), lambda: isotropy.isoscore_star(x, 0.1), lambda: isotropy.measure(x),
+                 lambda: isotropy.layer_summary(x, KEY)):
+        with pytest.raises(ValueError, match=r"x has d = 1 \(shape \(40, 1\)\): IsoScore is undefined"):
+            call()
+    assert np.isnan(float(jax.jit(isotropy.all_measures)(x, KEY)["isoscore"]))
+    out = isotropy.measure(x, measures=["cosine", "lid", "d80_fraction"])  # the other measures are defined
+    assert out["d80_fraction"] == 1.0 and np.isfinite(out["lid"])
+
+
+def _np_lid(x, k):
+    """Levina-Bickel pooled LID in float64 NumPy with exact distances, over distinct rows, each weighted by its
+    number of copies: the independent route."""
+    unique, counts = np.unique(np.asarray(x, np.float64), axis=0, return_counts=True)
+    dist = np.sqrt(((unique[:, None] - unique[None]) ** 2).sum(-1)) + np.diag(np.full(len(unique), np.inf))
+    nearest = np.sort(dist, axis=1)[:, :k]
+    inv = np.log(nearest[:, -1:] / nearest[:, :-1]).mean(1)
+    return counts.sum() / (counts * inv).sum()
+
+
+def test_lid_of_a_cloud_with_copies_is_the_lid_of_its_distinct_rows():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(30, 4)) * np.array([1.0, 2.0, 3.0, 4.0])
+    k = 5
+    base = _np_lid(x, k)
+    assert float(isotropy.local_intrinsic_dimension(x, k)) == pytest.approx(base, rel=tol(1e-4, 1e-10))
+    for copies in (2, k + 1):  # k + 1 copies: a point's k nearest rows are all its own copies (was NaN)
+        for scale in (1.0, 1e3, 1e-3):  # the old floor at the smallest normal float overflowed at some scales only
+            got = float(isotropy.local_intrinsic_dimension(np.repeat(x, copies, axis=0) * scale, k))
+            assert got == pytest.approx(base, rel=tol(1e-4, 1e-10)), (copies, scale)
+    some = np.concatenate([x, x[:4], x[:2]])  # a few rows with one or two copies
+    assert float(isotropy.local_intrinsic_dimension(some, k)) == pytest.approx(_np_lid(some, k), rel=tol(1e-4, 1e-10))
+    assert isotropy.measure(some, measures=["lid"])["lid"] == pytest.approx(_np_lid(some, 20), rel=tol(1e-4, 1e-10))
+    few = np.repeat(x[:5], 6, axis=0)  # 5 distinct rows: no point has k = 5 neighbours that differ from it
+    with pytest.raises(ValueError, match=r"x has 5 distinct rows \(shape \(30, 4\)\): the local intrinsic dimension"):
+        isotropy.local_intrinsic_dimension(few, k)
+    with pytest.raises(ValueError, match=r"x has 5 distinct rows"):
+        isotropy.measure(few, measures=["lid"])
+    assert np.isnan(float(jax.jit(isotropy.local_intrinsic_dimension, static_argnums=1)(few, k)))
+
+
+def test_a_nan_row_inside_jit_makes_every_measure_nan():
+    x = jax.random.normal(KEY, (60, 6)).at[7].set(jnp.nan)
+    out = jax.jit(isotropy.all_measures)(x, KEY)
+    assert set(out) == set(isotropy.MEASURES[:7]) | {"clustered_cosine", "best_k"}
+    bad = {k: float(v) for k, v in out.items() if not np.isnan(float(v))}
+    assert not bad  # d80_fraction was 0.0 and best_k 1.0
+    assert int(jax.jit(isotropy.d_80)(x)) == 0  # an int cannot be NaN: 0, as for a point mass
+
+
+def test_subnormal_rows_are_named_and_a_subnormal_cloud_is_refused():
+    tiny = float(np.finfo(np.dtype(jnp.zeros(()).dtype)).tiny)
+    x = np.array(jax.random.normal(KEY, (40, 5)) + 1.0)
+    x[:3] = tiny / 4  # nonzero, but XLA flushes them to zero
+    with pytest.warns(UserWarning, match=r"3 zero rows \(3 of them subnormal") as record:
+        out = isotropy.measure(x, measures=["cosine"])
+    assert out["zero_rows"] == 3 and "smallest normal" in str(record[0].message)
+    with pytest.raises(ValueError, match=r"x is subnormal \(shape \(40, 5\)\): its largest \|x\|"):
+        isotropy.measure(np.asarray(jax.random.normal(KEY, (40, 5))) * tiny / 8, measures=["isoscore"])
+
+
+@pytest.mark.parametrize("scale", [1e-30, 1e-12, 1e12, 1e30])
+def test_every_measure_but_partition_isotropy_is_scale_invariant(scale):
+    x = np.asarray(jax.random.normal(KEY, (120, 6)) * jnp.linspace(1.0, 3.0, 6) + 0.5)
+    base, moved = isotropy.measure(x, seed=1), isotropy.measure(x * scale, seed=1)
+    for name in set(isotropy.MEASURES) - {"partition_isotropy"}:
+        assert moved[name] == pytest.approx(base[name], rel=tol(2e-3, 1e-9), abs=tol(1e-5, 1e-12)), name
+    # partition isotropy is not: it runs from 1 (scale -> 0) to 0 (scale -> inf), as the README says
+    assert moved["partition_isotropy"] == pytest.approx(1.0 if scale < 1 else 0.0, abs=1e-6)
+
+
+def test_the_readme_lists_partition_isotropy_as_not_scale_invariant():
+    section = (ROOT / "README.md").read_text().split("## Your own embeddings")[1].split("\n## ")[0]
+    assert "`partition_isotropy` is not scale-invariant" in section and "every measure is invariant" not in section
+
+
+def test_clustered_cosine_of_copies_only_is_refused_not_a_silent_nan():
+    points = np.asarray(jax.random.normal(KEY, (5, 8)))
+    x = np.repeat(points, 6, axis=0)  # five distinct rows: k = 5 clusters of copies, no pair to average
+    for call in (lambda: isotropy.clustered_cosine(x, KEY, k_max=8), lambda: isotropy.layer_summary(x, KEY),
+                 lambda: isotropy.measure(x, measures="clustered_cosine")):
+        with pytest.raises(ValueError, match=r"clustered cosine is undefined: its clustering \(k = 5\) has no cluster"):
+            call()
+    assert np.isnan(float(jax.jit(isotropy.all_measures)(x, KEY)["clustered_cosine"]))  # inside jit: NaN

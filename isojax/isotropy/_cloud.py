@@ -8,9 +8,23 @@ Degenerate inputs, in one place (each public measure's docstring points here):
 - Scale: a cloud whose largest |x| lies outside [2^-20, 2^20] is multiplied by the power of two 2^-e that
   brings it near 1 before any Gram matrix is formed. A power of two is exact in floating point, so
   scale-invariant measures agree to rounding for clouds scaled by anything from about 1e-30 to 1e30 in
-  float32, and clouds inside that range are computed exactly as before (bit for bit).
+  float32, and clouds inside that range are computed exactly as before (bit for bit). Partition isotropy is
+  the one measure that is not scale-invariant, by definition: I(sΦ) runs from 1 as s -> 0 to 0 as s grows
+  (unless Φ is balanced).
 - A point mass (every row identical): spread-based measures are undefined. Called eagerly they raise
   ValueError; inside jit/vmap (values unknown) they return NaN (d(0.8) returns 0).
+- NaN or inf inside jit/vmap (where it cannot be refused): `all_measures` returns NaN for every measure
+  (best_k and d80_fraction included), `d_80` returns 0.
+- Subnormal values (below the smallest normal float, 1.2e-38 in float32): XLA on CPU flushes them to zero, so
+  a row whose entries are all subnormal is a zero row to every measure. `measure` counts such rows in
+  `zero_rows` and says how many were subnormal; a cloud whose largest |x| is subnormal is refused by `measure`
+  (multiply it by a power of two first) and inside jit is a point mass (NaN).
+- Duplicate rows: the local intrinsic dimension takes each point's nearest distinct neighbours (copies are one
+  neighbour, and never the point's own), so copies neither make it NaN nor change it; fewer than k + 1
+  distinct rows raise ValueError eagerly (NaN inside jit). A clustering whose every cluster is one point or
+  copies of one point leaves clustered cosine without a pair: ValueError eagerly, NaN inside jit.
+- d = 1: IsoScore is undefined (one direction is both isotropic and rank one): `isoscore`, `isoscore_star`
+  and `measure` raise ValueError; `all_measures` and `isoscore_from_spectrum` return NaN.
 """
 
 from __future__ import annotations
@@ -53,6 +67,20 @@ def refuse_point_mass(x, name: str = "x", what: str = "this measure") -> None:
 def point_mass_to(x, value, fill=jnp.nan) -> jax.Array:
     """value, or `fill` where x is a point mass: inside jit rounding noise would otherwise pass for spread."""
     return jnp.where(jnp.all(x == x[:1]), jnp.asarray(fill, value.dtype), value)
+
+
+def undefined_to(x, value, fill=jnp.nan) -> jax.Array:
+    """value, or `fill` where x is a point mass or holds NaN/inf: inside jit neither can be refused."""
+    bad = jnp.all(x == x[:1]) | ~jnp.all(jnp.isfinite(x))
+    return jnp.where(bad, jnp.asarray(fill, value.dtype), value)
+
+
+def row_kinds(a: np.ndarray) -> tuple[int, int]:
+    """(zero rows, subnormal rows) of a concrete cloud, exactly (numpy, no flushing): a subnormal row is nonzero
+    with every entry below the smallest normal float, and XLA on CPU flushes it to a zero row."""
+    zero = ~np.any(a != 0, axis=1)
+    subnormal = ~zero & np.all(np.abs(a) < np.finfo(a.dtype).tiny, axis=1)
+    return int(zero.sum()), int(subnormal.sum())
 
 
 def nonzero_rows(x) -> jax.Array:

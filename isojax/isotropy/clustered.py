@@ -15,7 +15,7 @@ from isojax import cluster
 from isojax.isotropy import _cloud as C
 from isojax.isotropy.cosine import mean_pair_cosine, pairwise_distances
 
-__all__ = ["ClusteredCosine", "clustered_cosine", "subsample"]
+__all__ = ["ClusteredCosine", "clustered_cosine", "copies_only", "subsample"]
 
 
 class ClusteredCosine(NamedTuple):
@@ -44,7 +44,9 @@ def clustered_cosine(x: ArrayLike, key: jax.Array, max_points: int = 2000, k_min
 
     Scale-invariant (rescaled by a power of two first). Re-centred points that are exactly zero have no
     direction and are left out of their cluster's cosine. A point mass raises ValueError eagerly and gives
-    a NaN score inside jit.
+    a NaN score inside jit. So does a clustering in which no cluster has two points that differ from its
+    mean (every cluster one point or copies of one point, e.g. the embedding layer of a model without
+    position embeddings over a few distinct tokens): the within-cluster cosine has no pair to average.
     """
     x = C.cloud(x, gram=False)
     if not 2 <= k_min <= k_max:
@@ -54,7 +56,27 @@ def clustered_cosine(x: ArrayLike, key: jax.Array, max_points: int = 2000, k_min
         raise ValueError(f"k_max={k_max} must be smaller than the number of points, x has shape {tuple(x.shape)}")
     C.check_distances(x[:m], "x (subsampled to max_points rows)")
     C.refuse_point_mass(x, what="the clustered cosine")
-    return _clustered_cosine(x, key, m, k_min, k_max, restarts, min_silhouette)
+    result = _clustered_cosine(x, key, m, k_min, k_max, restarts, min_silhouette)
+    refuse_no_pairs(result.score, result.best_k, x.shape)
+    return result
+
+
+def copies_only(pts: jax.Array, labels: jax.Array, k_max: int) -> jax.Array:
+    """Which rows lie in a cluster whose members are all equal (exactly). pts: [m, d], labels: [m] -> [m] bool"""
+    member = labels[None, :] == jnp.arange(k_max)[:, None]  # [k_max, m]
+    first = jnp.argmax(member, axis=1)  # one member of each cluster
+    differs = jnp.any(pts != pts[first[labels]], axis=1)  # [m]
+    spread = jnp.zeros((k_max,), bool).at[labels].max(differs)
+    return ~spread[labels]
+
+
+def refuse_no_pairs(score, best_k, shape, name: str = "x") -> None:
+    """Raise if a concrete clustered cosine is NaN for a cloud with spread: no cluster had a pair to average."""
+    if C.is_concrete(score) and bool(jnp.isnan(score)):
+        raise ValueError(f"{name} (shape {tuple(shape)}): clustered cosine is undefined: its clustering (k = "
+                         f"{int(best_k)}) has no cluster with two points that differ from the cluster's mean (each "
+                         "cluster is one point or copies of one point, as in an embedding layer of a few distinct "
+                         "tokens); remove duplicate rows, or measure without clustered cosine")
 
 
 @functools.partial(jax.jit, static_argnums=(2, 3, 4, 5))
@@ -72,7 +94,9 @@ def _clustered_cosine(x, key, m, k_min, k_max, restarts, min_silhouette):
     member = labels[None, :] == jnp.arange(k_max)[:, None]  # [k_max, m]
     counts = member.sum(axis=1)
     means = (member.astype(pts.dtype) @ pts) / jnp.maximum(counts, 1)[:, None]
-    recentred = pts - means[labels]
+    # a cluster of copies of one point has no spread, but its rounded mean differs from the point by an ulp,
+    # and the identical residuals would score a cosine of 1: they are set to exactly zero (no direction)
+    recentred = jnp.where(copies_only(pts, labels, k_max)[:, None], 0.0, pts - means[labels])
     direction = C.nonzero_rows(recentred)
     per_cluster = jax.vmap(lambda mem: mean_pair_cosine(recentred, mem & direction))(member)
     score = jnp.nanmean(jnp.where((member & direction).sum(axis=1) >= 2, per_cluster, jnp.nan))

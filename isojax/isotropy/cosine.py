@@ -80,22 +80,60 @@ def local_intrinsic_dimension(x: ArrayLike, k: int = 20) -> jax.Array:
     """Maximum-likelihood k-NN intrinsic dimension (Levina & Bickel 2004), averaged over points (MacKay &
     Ghahramani's pooled inverse). [n, d] -> []
 
-    Scale-invariant (rescaled first). A point mass raises ValueError eagerly and gives NaN inside jit.
-    Duplicate points (a zero distance to a neighbour) are floored at the smallest normal float, which pulls
-    the estimate towards 0: remove duplicates first if they are not meant to be there.
+    Scale-invariant (rescaled first). Duplicates: a point's k neighbours are the k nearest *distinct* rows
+    that differ from it (one of each group of copies; rows closer than the distance computation resolves,
+    about 2e-3·|x| in float32 and 1e-7·|x| in float64, count as copies), and each copy carries its point's
+    estimate into the average. So a duplicated cloud has the LID of its distinct rows, at any scale (a zero
+    distance has no log(T_k / T_j)). It needs k + 1 distinct rows: fewer (a point mass included) raise
+    ValueError eagerly and give NaN inside jit.
     """
     x = C.cloud(x, gram=False)
     if not 2 <= k < x.shape[0]:
         raise ValueError(f"k must be in [2, n) for x of shape {tuple(x.shape)}, got {k}")
     C.check_distances(x)
     C.refuse_point_mass(x, what="the local intrinsic dimension")
-    x = C.rescaled(x)
-    dist = pairwise_distances(x) + jnp.diag(jnp.full((x.shape[0],), jnp.inf, x.dtype))
-    nearest = -jax.lax.top_k(-dist, k)[0]  # [n, k], ascending
-    nearest = jnp.maximum(nearest, jnp.finfo(x.dtype).tiny)
-    inv = jnp.mean(jnp.log(nearest[:, -1:] / nearest[:, :-1]), axis=1)  # 1/m̂ per point
+    refuse_few_distinct(x, k)
+    return C.point_mass_to(x, pooled_dimension(lid_inverses(C.rescaled(x), k)))
+
+
+def refuse_few_distinct(x, k: int, name: str = "x") -> None:
+    """Raise if a concrete cloud has fewer than k + 1 distinct rows: some point then has fewer than k neighbours."""
+    if C.is_concrete(x):
+        distinct = len(np.unique(np.asarray(x), axis=0))
+        if distinct < k + 1:
+            raise ValueError(f"{name} has {distinct} distinct rows (shape {tuple(x.shape)}): the local intrinsic "
+                             f"dimension with k = {k} neighbours needs at least k + 1 = {k + 1}")
+
+
+def lid_neighbours(x, count: int) -> tuple[jax.Array, jax.Array]:
+    """Distances and indices of each point's `count` nearest distinct neighbours, ascending (copies of a row
+    are one neighbour, the row with no copy before it; copies of the point none); inf past the last.
+    x: [n, d] rescaled -> ([n, count], [n, count])"""
+    gram = x @ x.T
+    sq = jnp.diag(gram)  # not Σx²: with the matmul's own diagonal, copies come out at exactly 0
+    scale = sq[:, None] + sq[None, :]
+    d2 = scale - 2.0 * gram
+    # copies: d² within 16 ulps of the norms (rounding noise of the Gram route), the diagonal included
+    same = d2 <= 16 * jnp.finfo(x.dtype).eps * scale
+    n = x.shape[0]
+    first = ~jnp.any(same & (jnp.arange(n)[:, None] < jnp.arange(n)[None, :]), axis=0)
+    dist = jnp.where(first[None, :] & ~same, jnp.sqrt(jnp.maximum(d2, 0.0)), jnp.inf)
+    neg, idx = jax.lax.top_k(-dist, count)
+    return -neg, idx
+
+
+def lid_inverses(x, k: int) -> jax.Array:
+    """Each point's inverse MLE dimension 1/m̂_i = mean_j log(T_k / T_j) over its k nearest distinct neighbours
+    (`lid_neighbours`; T_1 <= ... <= T_k); NaN for a point with fewer than k. x: [n, d] rescaled -> [n]"""
+    nearest, _ = lid_neighbours(x, k)
+    inv = jnp.mean(jnp.log(nearest[:, -1:] / nearest[:, :-1]), axis=1)
+    return jnp.where(jnp.isfinite(nearest[:, -1]), inv, jnp.nan)
+
+
+def pooled_dimension(inv) -> jax.Array:
+    """n / Σ inv (NaN when some inverse is NaN, or Σ inv = 0: every neighbourhood equidistant). [n] -> []"""
     # 1 / mean(inv), as n / Σ inv with the sum behind a barrier: XLA rewrote the division chain differently
     # for a batch on 1 device and one split over 2, and the LID differed by an ulp between the two tables;
     # tree_sum fixes the summation order whatever the layout
     total = jax.lax.optimization_barrier(tree_sum(inv))
-    return C.point_mass_to(x, jnp.where(total > 0, inv.shape[0] / total, jnp.nan))
+    return jnp.where(total > 0, inv.shape[0] / total, jnp.nan)

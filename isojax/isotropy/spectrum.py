@@ -106,11 +106,11 @@ def _normalised(lam) -> jax.Array:
 def d_80(x: ArrayLike, fraction: float = 0.8) -> jax.Array:
     """d(0.8): principal components needed to reach `fraction` of the variance (full spectrum). -> [] int
 
-    A point mass raises ValueError eagerly and gives 0 inside jit.
+    A point mass raises ValueError eagerly and gives 0 inside jit, as does NaN/inf inside jit.
     """
     x = C.cloud(x)
     C.refuse_point_mass(x, what="d(0.8)")
-    return C.point_mass_to(x, d_80_from_spectrum(scaled_spectrum(x), fraction), 0)
+    return C.undefined_to(x, d_80_from_spectrum(scaled_spectrum(x), fraction), 0)
 
 
 def d_80_from_spectrum(lam: ArrayLike, fraction: float = 0.8) -> jax.Array:
@@ -135,7 +135,8 @@ def top3_variance_ratio(x: ArrayLike) -> jax.Array:
 def isoscore_from_spectrum(lam: ArrayLike) -> jax.Array:
     """IsoScore (Rudman et al. 2022) from covariance eigenvalues λ [n_dim]: 1 isotropic, 0 rank one.
 
-    Depends only on the ratios of λ; NaN for an all-zero spectrum (a point mass has no directions to compare).
+    Depends only on the ratios of λ; NaN for an all-zero spectrum (a point mass has no directions to compare)
+    and for n_dim = 1 (one direction is both isotropic and rank one).
     """
     lam = _normalised(lam)
     n = lam.shape[-1]
@@ -149,13 +150,22 @@ def isoscore(x: ArrayLike) -> jax.Array:
 
     Computed from tr Σ and ‖Σ‖_F (`isoscore_from_covariance`), with no eigen-decomposition: equal to the
     spectrum route up to rounding. Scale-invariant over the whole float range (rescaled first); a point mass
-    raises ValueError eagerly and gives NaN inside jit.
+    raises ValueError eagerly and gives NaN inside jit; d = 1 raises ValueError (IsoScore compares directions,
+    and one direction is both isotropic and rank one).
     """
     x = C.cloud(x)
+    refuse_one_dimension(x)
     C.refuse_point_mass(x, what="IsoScore")
     centred = C.rescaled(x)
     centred = centred - centred.mean(axis=0)
     return C.point_mass_to(x, isoscore_from_covariance(centred.T @ centred))
+
+
+def refuse_one_dimension(x, name: str = "x") -> None:
+    """Raise if a cloud has d = 1 (a static shape: works inside jit too): IsoScore is undefined there."""
+    if x.shape[-1] == 1:
+        raise ValueError(f"{name} has d = 1 (shape {tuple(x.shape)}): IsoScore is undefined in one dimension "
+                         "(a single direction is both isotropic and rank one); it needs d >= 2")
 
 
 def isoscore_from_covariance(cov: ArrayLike) -> jax.Array:
@@ -164,7 +174,7 @@ def isoscore_from_covariance(cov: ArrayLike) -> jax.Array:
 
     IsoScore uses λ only through Σλ = tr Σ and ‖λ‖ = ‖Σ‖_F: ‖λ̂ - 1‖² = 2n - 2√n·tr Σ / ‖Σ‖_F. Equal to
     `isoscore_from_spectrum(eigvalsh(cov))` up to rounding (about 1e-6 in float32; that route also clips
-    rounding-negative eigenvalues at 0). NaN for a zero matrix.
+    rounding-negative eigenvalues at 0). NaN for a zero matrix and for d = 1.
     """
     n = cov.shape[-1]
     cov = cov / jnp.max(jnp.abs(cov))  # ratios only: keeps ‖Σ‖_F finite whatever the scale
@@ -182,9 +192,10 @@ def isoscore_star(x: ArrayLike, zeta: float = 0.0, target: ArrayLike | None = No
     a larger sample; without one, the shrinkage target is tr(Σ_x)/d·I. [n, d] -> []
 
     With a `target`, x is used at its own scale (the two covariances are mixed); without one, x is rescaled
-    like `isoscore`. A point mass raises ValueError eagerly.
+    like `isoscore`. A point mass raises ValueError eagerly; d = 1 raises ValueError (see `isoscore`).
     """
     x = C.cloud(x)
+    refuse_one_dimension(x)
     C.refuse_point_mass(x, what="IsoScore*")
     if target is None:
         x = C.rescaled(x)
