@@ -21,10 +21,11 @@ def measures_cell(key: jax.Array, family: str, n: int, d: int, knob: float | jax
     return isotropy.all_measures(distributions.sample(family, k1, n, d, knob), k2)
 
 
-def measures_sweep(grid: dict[str, list], out: Path, seed: int = 0) -> list[dict]:
-    """Every isotropy measure over a grid of family, n, d, knob and replicate -> the rows of out (CSV)."""
+def measures_sweep(grid: dict[str, list], out: Path, seed: int = 0, force: bool = False) -> list[dict]:
+    """Every isotropy measure over a grid of family, n, d, knob and replicate -> the rows of out (CSV).
+    force: replace files derived from out (out.json, out.digests) that isojax did not write."""
     unknown = set(grid.get("family", [])) - set(distributions.FAMILIES)
     if unknown:
         raise ValueError(f"families {sorted(unknown)} unknown; choose from {sorted(distributions.FAMILIES)}")
     out = check_output(out, ".csv")
-    return sweep.run_sweep(measures_cell, grid, out, seed=seed, name="isotropy_measures")
+    return sweep.run_sweep(measures_cell, grid, out, seed=seed, name="isotropy_measures", force=force)
