@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from isojax.cli._common import DATA_HELP
+from isojax.cli._common import DATA_HELP, DROP_HELP, add_limit
 
 __all__ = ["add", "run"]
 
@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
         if args.pooling is not None:
             raise ValueError("--pooling applies to --text only")
         hidden = commands.embed_data(args.model, args.data or "real:sunspots", args.tokenizer, args.max_sequences,
-                                      args.seed, Path(args.out))
+                                     args.seed, Path(args.out), drop_bad_rows=args.drop_bad_rows)
     print(f"hidden states {tuple(hidden.shape)} -> {args.out}")
     return 0
 
@@ -44,4 +44,6 @@ def add(sub: argparse._SubParsersAction, fmt: type[argparse.HelpFormatter]) -> N
     em.add_argument("--seed", type=int, default=0, help="PRNG seed")
     em.add_argument("--out", default="results/hidden.npz",
                     help="output .npz: `hidden` [L+1, rows, d], and with --text `text_index`, `token_position` [rows]")
+    em.add_argument("--drop-bad-rows", action="store_true", help=DROP_HELP)
+    add_limit(em, ("params", "layers", "text_mb", "data_mb"))
     em.set_defaults(run=run)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from isojax.cli._common import DATA_HELP
+from isojax.cli._common import DATA_HELP, DROP_HELP, add_limit
 from isojax.models.recipes import ARCHITECTURES
 
 __all__ = ["add", "run"]
@@ -15,7 +15,7 @@ def run(args: argparse.Namespace) -> int:
     from isojax.models import commands
 
     commands.train_model(args.data, args.tokenizer, args.arch, args.layers, args.d_model, args.heads, args.seq_len,
-                          args.steps, args.seed, Path(args.out))
+                         args.steps, args.seed, Path(args.out), drop_bad_rows=args.drop_bad_rows)
     return 0
 
 
@@ -33,5 +33,9 @@ def add(sub: argparse._SubParsersAction, fmt: type[argparse.HelpFormatter]) -> N
     tr.add_argument("--seq-len", type=int, default=64, help="training window, tokens (at least 2)")
     tr.add_argument("--steps", type=int, default=300, help="AdamW steps")
     tr.add_argument("--seed", type=int, default=0, help="PRNG seed")
-    tr.add_argument("--out", default="results/model.safetensors", help="checkpoint path (.safetensors)")
+    tr.add_argument("--out", default="results/model.safetensors",
+                    help="checkpoint path (.safetensors; written to a uniquely named temporary file beside it, then "
+                         "renamed)")
+    tr.add_argument("--drop-bad-rows", action="store_true", help=DROP_HELP)
+    add_limit(tr, ("data_mb",))
     tr.set_defaults(run=run)
