@@ -119,7 +119,11 @@ def _npz_arrays(path: Path, label: str) -> tuple[list[_Array], Callable[[], None
                     for _ in range(i):  # skip earlier layers (only when read out of order)
                         _exact(stream, count, head.dtype, where)
                 flat = _exact(stream, count, head.dtype, where)
-                streams[name] = (stream, i + 1)
+                if len(head.shape) == 3:  # the next layer follows in the same stream
+                    streams[name] = (stream, i + 1)
+                else:
+                    stream.close()
+                    streams.pop(name, None)
             except (zipfile.BadZipFile, EOFError, OSError, RuntimeError) as err:
                 raise ValueError(f"{where} could not be read (truncated or corrupt?): {err}") from None
             if head.fortran and len(head.shape) == 3:
