@@ -24,14 +24,15 @@ import jax.numpy as jnp
 from _common import best_time
 
 from isojax import attention as att
-from isojax import distributions, isotropy, train
-from isojax import transformer as tf
+from isojax import distributions, isotropy
 from isojax.data import corpus
+from isojax.models import recipes
+from isojax.models import training as training_
 
 FULL = {"attention": (8, 256, 256, 8), "cloud": (2000, 768), "sweep": (64, 2048, 128), "matmul": 4096,
-        "train": (100, 32, 64), "check": []}
+        "train": (100, 32, 64, (1, 16, 128, 1024) if jax.default_backend() != "cpu" else (1, 4)), "check": []}
 TINY = {"attention": (2, 8, 16, 2), "cloud": (120, 16), "sweep": (4, 64, 8), "matmul": 128,
-        "train": (3, 4, 16), "check": ["--only", "T1a", "--instances", "8"]}
+        "train": (3, 4, 16, (1, 2)), "check": ["--only", "T1a", "--instances", "8"]}
 
 
 def device() -> dict:
@@ -107,17 +108,24 @@ def metric_sweep(size, matmul: int, repeats: int) -> dict:
 
 
 def training(size) -> dict:
-    steps, batch, length = size
+    """One model's training steps, then ensembles of R runs (R up to 1024 on an accelerator): runs per second and
+    run-steps per second of `train_many`, so a lent device answers at once how many models an hour it trains."""
+    steps, batch, length, lanes = size
     data = corpus.build("gp:seasonality_24", "bins", jax.random.PRNGKey(0), seq_len=length, count=max(batch, 4))
-    config = tf.Config(vocab=data.vocab, d_model=64, heads=4, layers=2, mlp=128, max_len=length, causal=True)
-    tcfg = train.TrainConfig(steps=steps, batch=batch)
-    seqs = jnp.asarray(data.sequences)
-    train.train(jax.random.PRNGKey(1), config, seqs, tcfg, progress=False)  # compiles the step
-    start = time.perf_counter()
-    train.train(jax.random.PRNGKey(2), config, seqs, tcfg, progress=False)
-    seconds = time.perf_counter() - start
-    return {"model": "decoder, 2 layers, d = 64", "steps": steps, "batch": batch, "T": length,
-            "seconds": seconds, "tokens_per_s": steps * batch * length / seconds}
+    config = recipes.model_config("decoder", data.vocab, length)
+    tcfg = training_.TrainConfig(steps=steps, batch=batch)
+    out = {"model": "decoder, 2 layers, d = 64", "steps": steps, "batch": batch, "T": length, "ensembles": []}
+    for r in lanes:
+        engine = training_.Engine("vmap", r)
+        make = lambda seed: [training_.Run(jax.random.PRNGKey(seed + i), data.sequences) for i in range(r)]
+        training_.train_many(make(0), config, tcfg, engine=engine, progress=False)  # compiles
+        start = time.perf_counter()
+        training_.train_many(make(10_000), config, tcfg, engine=engine, progress=False)
+        seconds = time.perf_counter() - start
+        out["ensembles"].append({"runs": r, "lanes": r, "seconds": seconds, "runs_per_s": r / seconds,
+                                 "run_steps_per_s": r * steps / seconds,
+                                 "tokens_per_s": r * steps * batch * length / seconds})
+    return out
 
 
 def check(extra: list[str]) -> dict:

@@ -2,7 +2,7 @@
 
 Each script defines SIZES (tiny / quick / full), compute(out, size, seed) -> tables in out/results, and
 plot(out, size) -> figures in out/figures drawn from those tables only. Run one with
-`python experiments/<name>.py --quick --out DIR`; see `isojax.experiment`.
+`python experiments/<name>.py --quick --out DIR` (sizes changed with `--set KEY=VALUE`); see `experiments/runner.py`.
 """
 
 NAMES = [

@@ -59,7 +59,8 @@ def compute(out: Path, size: str = "quick", seed: int = 0) -> list[Path]:
     excess, pooled, within teacher and within checkpoint)."""
     out, cfg = Path(out), SIZES[size]
     vocab, steps = VOCAB, cfg["steps"]
-    checkpoints = tuple(sorted({5, 10, 20, 40, 80, 160, steps} | set(range(0, steps + 1, max(steps // 4, 1))) - {0}))
+    checkpoints = tuple(sorted(c for c in {5, 10, 20, 40, 80, 160, steps} | set(range(0, steps + 1, max(steps // 4, 1)))
+                               if 0 < c <= steps))
     config = tf.Config(vocab=vocab, d_model=48, heads=4, layers=2, mlp=96, max_len=32)
     rows, probes, teachers, tests, runs = [], [], [], [], []
     for family, knob, label in TEACHERS:

@@ -4,6 +4,7 @@ over seeds; does forecasting NMSE move with isotropy?"""
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -19,7 +20,8 @@ from isojax.models import ensemble
 from isojax.runs import results
 
 SIZES = {
-    "tiny": dict(strengths=[-1.0, 0.0, 1.0], seeds=[0], datasets=["gp:seasonality_24"], steps=10),
+    "tiny": dict(strengths=[-1.0, 0.0, 1.0], seeds=[0], datasets=["gp:seasonality_24"], steps=10,
+                 evaluation=dict(windows=4, samples=4, draws=200, rows=256)),
     "quick": dict(strengths=[-1.0, -0.3, 0.0, 0.3, 1.0], seeds=[0, 1], datasets=["gp:seasonality_24", "real:sunspots"],
                   steps=100),
     "full": dict(strengths=[-3.0, -1.0, -0.3, 0.0, 0.3, 1.0, 3.0], seeds=[0, 1, 2],
@@ -39,9 +41,10 @@ def compute(out: Path, size: str = "quick", seed: int = 0) -> list[Path]:
     out, cfg = Path(out), SIZES[size]
     runs = [ensemble.NumericRun(f"{source}|w {w:g}|seed {s}", source, "bins", "decoder", seed=s, penalty_weight=w)
             for source in cfg["datasets"] for w in cfg["strengths"] for s in cfg["seeds"]]
+    evaluation = ensemble.Evaluation(**cfg.get("evaluation", {}))
     evaluated, _ = ensemble.train_and_evaluate(runs, jax.random.PRNGKey(seed), cfg["steps"],
                                                out / "results" / "models", penalty=neg_isoscore_star,
-                                               log=lambda line: print(line, flush=True))
+                                               evaluation=evaluation, log=lambda line: print(line, flush=True))
     rows, layer_rows = [], []
     for e in evaluated:
         r = e.run
@@ -50,7 +53,8 @@ def compute(out: Path, size: str = "quick", seed: int = 0) -> list[Path]:
                      "isoscore_mean": float(np.mean([p["isoscore"] for p in e.layers[1:]]))})
         layer_rows += [{"data": r.data, "strength": r.penalty_weight, "seed": r.seed, **p} for p in e.layers]
     return [results.save_table(rows, out / "results" / "intervention.csv",
-                             {"name": "intervention", "seed": seed, "steps": cfg["steps"]}),
+                             {"name": "intervention", "seed": seed, "steps": cfg["steps"],
+                              "evaluation": dataclasses.asdict(evaluation)}),
             results.save_table(layer_rows, out / "results" / "intervention_layers.csv",
                              {"name": "intervention_layers", "seed": seed})] + analyse(out / "results", seed)
 

@@ -41,9 +41,9 @@ def cell(key, family, n, d, knob, replicate=0):
 SIZES = {
     "tiny": dict(n=120, d=16, replicates=1, knobs=[0.0, 1.0, 3.0], families=["cone", "mixture"]),
     "quick": dict(n=500, d=64, replicates=2, knobs=[0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0],
-                  families=sorted(distributions.FAMILIES)),
+                  families=sorted(distributions.BUILTIN_FAMILIES)),
     "full": dict(n=2000, d=768, replicates=5, knobs=[0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0],
-                 families=sorted(distributions.FAMILIES)),
+                 families=sorted(distributions.BUILTIN_FAMILIES)),
 }
 
 

@@ -45,7 +45,7 @@ SIZES = {
     # three runs per dataset: a within-dataset Spearman ρ needs three
     "tiny": dict(runs=[(d, t, a) for d in ("gp:rbf_0.1", "real:nile", "teacher")
                        for t, a in (*VARIANTS[:2], VARIANTS[3])],
-                 steps=10, seeds=[0]),
+                 steps=10, seeds=[0], evaluation=dict(windows=4, samples=4, draws=200, rows=256)),
     # the first variant on every dataset, the next three on the six core datasets; one seed (time budget)
     "quick": dict(runs=[(d, t, a) for t, a in VARIANTS[:4] for d in (DATASETS if (t, a) == VARIANTS[0] else CORE)],
                   steps=100, seeds=[0]),
@@ -77,8 +77,9 @@ def compute(out: Path, size: str = "quick", seed: int = 0) -> list[Path]:
     (3-D PCA of each layer for the first variant on a few datasets)."""
     out, cfg = Path(out), SIZES[size]
     runs = plan(size)
+    evaluation = ensemble.Evaluation(**cfg.get("evaluation", {}))
     evaluated, baselines = ensemble.train_and_evaluate(runs, jax.random.PRNGKey(seed), cfg["steps"],
-                                                       _results(out) / "models",
+                                                       _results(out) / "models", evaluation=evaluation,
                                                        log=lambda line: print(line, flush=True))
     summary, layers_rows, pca_rows, forecast_rows = [], [], [], []
     for e in evaluated:
@@ -96,7 +97,8 @@ def compute(out: Path, size: str = "quick", seed: int = 0) -> list[Path]:
     steps = cfg["steps"]
     folder = _results(out)
     tables = [results.save_table(summary, folder / "trained_isotropy_runs.csv",
-                               {"name": "trained_isotropy", "seed": seed, "steps": steps}),
+                               {"name": "trained_isotropy", "seed": seed, "steps": steps,
+                                "evaluation": dataclasses.asdict(evaluation)}),
               results.save_table(layers_rows, folder / "trained_isotropy_layers.csv",
                                {"name": "trained_isotropy_layers", "seed": seed}),
               results.save_table(pca_rows, folder / "trained_isotropy_pca.csv",
@@ -105,7 +107,7 @@ def compute(out: Path, size: str = "quick", seed: int = 0) -> list[Path]:
                                                   for d, rows in baselines.items() for b in rows],
                                  folder / "trained_isotropy_forecasts.csv",
                                  {"name": "trained_isotropy_forecasts", "seed": seed,
-                                  "evaluation": dataclasses.asdict(ensemble.Evaluation())})]
+                                  "evaluation": dataclasses.asdict(evaluation)})]
     nmse = [s["nmse"] for s in summary]
     corr = {m: stats.spearman_bootstrap([s[m] for s in summary], nmse, seed) for m in MEASURES}
     within = {m: stats.within_group_spearman(summary, m, "nmse", "data", seed) for m in MEASURES}

@@ -2,11 +2,15 @@
 
 Every family is `sample(key, n, d, knob) -> [n, d]`, `vmap`-able over `knob` and `key` (shapes depend only on
 n and d). Clouds have unit per-coordinate scale at knob = 0: an isotropic N(0, I) (or the unit sphere).
+
+Your own family: `register_family(name, sampler, knob_range)`; then `sample(name, ...)`, the measures sweep
+and `isojax sweep --import YOUR_FILE.py --families name` use it (docs/tutorials/own_sweep.md).
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 
 import jax
@@ -15,8 +19,8 @@ from jax.typing import ArrayLike
 
 from isojax import _validate as V
 
-__all__ = ["FAMILIES", "KNOB_RANGE", "cone", "gaussian_rows", "isotropic_gaussian", "mixture", "power_law", "sample",
-           "sphere", "spiked", "subspace"]
+__all__ = ["BUILTIN_FAMILIES", "FAMILIES", "KNOB_RANGE", "cone", "gaussian_rows", "isotropic_gaussian", "mixture",
+           "power_law", "register_family", "sample", "sphere", "spiked", "subspace"]
 
 # Valid knob per family: finite, >= 0 (0 = isotropic), and small enough that every float32 draw stays finite
 # and normal (the exponential families underflow beyond these; the additive ones overflow near 1e36/√d).
@@ -131,14 +135,52 @@ FAMILIES: dict[str, Callable[..., jax.Array]] = {
     "mixture": mixture,
     "subspace": subspace,
 }
+BUILTIN_FAMILIES: tuple[str, ...] = tuple(FAMILIES)  # the study's; `register_family` adds to FAMILIES only
+
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")  # a family is a value in a CSV cell and on a command line
+
+
+def register_family(name: str, sampler: Callable[..., jax.Array], knob_range: tuple[float, float]) -> Callable:
+    """Add a synthetic family, so that `sample(name, ...)`, the measures sweep (`isojax.runs.measures`) and
+    `isojax sweep --import FILE --families name` draw from it. Returns `sampler` (so it can be kept as is).
+
+    sampler(key, n, d, knob, **options) -> [n, d] floats: jax-traceable in `knob` (a sweep vmaps or maps it),
+    with shapes that depend on n and d only, isotropic at knob 0 by convention. knob_range (low, high): the
+    knobs `sample` and the sweeps accept, finite, low < high, e.g. up to where float32 draws stay finite.
+    name: letters, digits and `_.-`, starting with a letter. A built-in name (`BUILTIN_FAMILIES`) cannot be
+    taken; a name already registered can only be taken again by a function of the same module and name (a
+    notebook cell or module run again), so two families never share a name by accident."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise ValueError(f"name must be letters, digits and _.- starting with a letter (at most 64), got {name!r}")
+    if not callable(sampler):
+        raise ValueError(f"sampler must be a function (key, n, d, knob) -> [n, d], got {sampler!r}")
+    if name in BUILTIN_FAMILIES:
+        raise ValueError(f"family {name!r} is built in; register yours under another name")
+    old = FAMILIES.get(name)
+    if old is not None and (_where(old) != _where(sampler)):
+        raise ValueError(f"family {name!r} is already registered by {_where(old)}; choose another name")
+    try:
+        low, high = (float(v) for v in knob_range)
+    except (TypeError, ValueError):
+        raise ValueError(f"knob_range must be two numbers (low, high), got {knob_range!r}") from None
+    if not (math.isfinite(low) and math.isfinite(high) and low < high):
+        raise ValueError(f"knob_range must be finite with low < high, got {knob_range!r}")
+    FAMILIES[name] = sampler
+    KNOB_RANGE[name] = (low, high)
+    return sampler
+
+
+def _where(fn) -> str:
+    return f"{getattr(fn, '__module__', None)}.{getattr(fn, '__qualname__', type(fn).__qualname__)}"
 
 
 def sample(family: str, key: jax.Array, n: int, d: int, knob: ArrayLike = 0.0, **options: int) -> jax.Array:
     """Draw n points in d dimensions from a named family at anisotropy `knob`. -> [n, d]
 
     Raises ValueError before any compute for an unknown family, n or d < 2, a sample or rotation too large
-    to index, or a knob that is NaN, infinite or outside KNOB_RANGE[family] (each family also checks its
-    knob itself when called eagerly; under vmap/jit a traced knob cannot be checked)."""
+    to index, or a knob that is NaN, infinite or outside KNOB_RANGE[family] (the built-in families also check
+    their knob themselves when called eagerly; under vmap/jit a traced knob cannot be checked), and after it
+    for a registered sampler that returns anything but [n, d] floats."""
     if family not in FAMILIES:
         raise ValueError(f"family must be one of {sorted(FAMILIES)}, got {family!r}")
     n = V.positive_int("n", n, 2)
@@ -146,4 +188,11 @@ def sample(family: str, key: jax.Array, n: int, d: int, knob: ArrayLike = 0.0, *
     V.elements("n, d", f"the sample [n, d] = [{n}, {d}]", n * d)
     if family in ("power_law", "subspace"):  # a random d x d rotation
         V.elements("d", f"the rotation [d, d] = [{d}, {d}]", d * d)
-    return FAMILIES[family](key, n, d, knob, **options)
+    _knob(family, knob)
+    x = FAMILIES[family](key, n, d, knob, **options)
+    if family not in BUILTIN_FAMILIES:  # a registered sampler: its output is checked (shapes are known when traced)
+        shape, dtype = getattr(x, "shape", None), getattr(x, "dtype", None)
+        if shape is None or tuple(shape) != (n, d) or not jnp.issubdtype(dtype, jnp.floating):
+            raise ValueError(f"family {family!r}: its sampler returned {type(x).__name__} of shape {shape} and dtype "
+                             f"{dtype}, expected floats of shape [n, d] = [{n}, {d}]")
+    return x

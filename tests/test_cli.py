@@ -39,8 +39,11 @@ def test_train_embed_measure_sweep_reproduce_commands(tmp_path, capsys):
 
     ckpt = tmp_path / "m.safetensors"
     assert cli.main(["train", "--data", "real:nile", "--steps", "5", "--seq-len", "32", "--d-model", "16",
-                     "--heads", "2", "--layers", "1", "--seed", "3", "--out", str(ckpt)]) == 0
-    assert "forecast NMSE" in capsys.readouterr().out
+                     "--heads", "2", "--layers", "1", "--seed", "3", "--windows", "3", "--samples", "3",
+                     "--out", str(ckpt)]) == 0
+    assert "forecast table" in capsys.readouterr().out
+    forecasts = read_table(tmp_path / "m.forecast.csv")
+    assert {r["forecaster"] for r in forecasts} >= {"decoder (real:nile)", "seasonal_naive", "naive"}
     meta = checkpoint.load(ckpt)[2]
     assert meta["data"] == "real:nile" and meta["steps"] == 5 and meta["seed"] == 3
     assert meta["tokenizer"]["name"] == "bins" and meta["config"].d_model == 16 and meta["arch"] == "decoder"

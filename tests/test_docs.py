@@ -22,8 +22,8 @@ def blocks(path: Path, kinds: tuple[str, ...]) -> list[tuple[str, str]]:
 
 def run_blocks(found: list[tuple[str, str]], cwd: Path) -> str:
     """Run the blocks in order: the python blocks of a page share one session, as when pasted one after another
-    (so the session so far is run again before each bash block that follows python); `isojax` and
-    `python experiments/` in bash blocks run from this checkout. -> everything they printed."""
+    (so the session so far is run again before each bash block that follows python); `isojax`, `python
+    experiments/` and `python` in bash blocks run from this checkout. -> everything they printed."""
     python, pending, printed = [], False, []
 
     def run(cmd, what):
@@ -41,6 +41,7 @@ def run_blocks(found: list[tuple[str, str]], cwd: Path) -> str:
             pending = False
         script = re.sub(r"(?m)^isojax ", f"{sys.executable} -m isojax.cli ", body)
         script = script.replace("python experiments/", f"{sys.executable} {ROOT}/experiments/")
+        script = re.sub(r"(?m)^python ", f"{sys.executable} ", script)  # the reader's own scripts
         run(["bash", "-euo", "pipefail", "-c", script], f"bash block:\n{body}")
     if pending:
         run([sys.executable, "-c", "\n".join(python)], "python blocks")

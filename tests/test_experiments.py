@@ -159,9 +159,14 @@ def test_script_runs_from_the_command_line(tmp_path):
 
 
 def test_reproduce_outside_a_checkout_says_so(tmp_path, monkeypatch):
-    monkeypatch.setattr(experiment, "__file__", str(tmp_path / "site-packages" / "isojax" / "experiment.py"))
+    import isojax
+    from isojax.cli import reproduce
+
+    monkeypatch.setattr(isojax, "__file__", str(tmp_path / "site-packages" / "isojax" / "__init__.py"))
     with pytest.raises(ValueError, match="checkout of the isojax repository"):
-        experiment.find_root(tmp_path)
+        reproduce.find_root(tmp_path)
+    monkeypatch.undo()
+    assert reproduce.study_runner() is experiment  # from a checkout: this folder's runner
 
 
 def test_parallel_reproduce_writes_the_same_tables_as_serial(tmp_path):

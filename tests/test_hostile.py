@@ -134,7 +134,7 @@ CASES = [
     (["embed", "--model", "minilm", "--text", "missing.txt"], 2, "--text 'missing.txt': no such file"),
     (["embed", "--model", "minilm", "--text", "sentences.txt"], 2, "holds no sentence"),
     (["embed", "--model", "minilm", "--text", "sentences.txt", "--data", "real:nile"], 2, "not both"),
-    (["embed", "--model", "minilm", "--pooling", "mean"], 2, "--pooling applies to --text only"),
+    (["embed", "--model", "minilm", "--pooling", "mean"], 2, "--pooling applies to --text and to a Chronos"),
     (["embed", "--model", "minilm", "--text", "s.txt", "--pooling", "max"], 2, "invalid choice: 'max'"),
     (["embed", "--model", "minilm", "--text", "s.txt", "--max-len", "1"], 2, "--max-len must be an integer"),
     (["measure", "missing.npy"], 2, "'missing.npy': no such file"),

@@ -260,3 +260,86 @@ def test_outputs_that_change_columns_are_refused_and_the_table_stays_intact(tmp_
         _sweep(out, fn=cell)
     assert [r["family"] for r in results.read_table(out)] == ["cone"] * 8  # the finished group, resumable
     assert not out.with_name("a.csv.lock").exists()
+
+
+# a researcher's file: a cell with a helper and a constant of its own, run as a script or imported by a notebook
+_SCRIPT = '''
+import sys
+
+from isojax import distributions, isotropy
+from isojax.runs import sweep
+
+SCALE = 2.0
+GRID = {"family": ["cone", "spiked"], "n": [32], "d": [4], "knob": [0.0, 0.5, 1.0]}
+
+
+def helper(x):
+    return SCALE * isotropy.isoscore(x)
+
+
+def my_cell(key, family, n, d, knob):
+    return {"score": helper(distributions.sample(family, key, n, d, knob))}
+
+
+if __name__ == "__main__":
+    sweep.run_sweep(my_cell, GRID, sys.argv[1], seed=0, progress=False, per_device=2)
+'''
+
+
+def _cut_to_first_rows(out, keep: int):
+    """What an interrupted run leaves: the first `keep` rows, the sidecar marked in progress."""
+    lines = out.read_text().splitlines(keepends=True)
+    out.write_text("".join(lines[:1 + keep]))
+    _mark_in_progress(out)
+
+
+def test_a_table_made_by_a_script_resumes_from_a_notebook_importing_it_and_back(tmp_path, monkeypatch):
+    import importlib
+    import runpy
+
+    (tmp_path / "my_cells.py").write_text(_SCRIPT)
+    out = tmp_path / "t.csv"
+    monkeypatch.setattr(sys, "argv", ["my_cells.py", str(out)])
+    script = runpy.run_path(str(tmp_path / "my_cells.py"), run_name="__main__")  # `python my_cells.py t.csv`
+    assert script["my_cell"].__module__ == "__main__"
+    made = out.read_bytes()
+    monkeypatch.syspath_prepend(str(tmp_path))
+    notebook = importlib.import_module("my_cells")  # a notebook's `import my_cells`
+    assert notebook.my_cell.__module__ == "my_cells"
+    assert sweep.cell_identity(notebook.my_cell) == sweep.cell_identity(script["my_cell"])
+    _cut_to_first_rows(out, 2)
+    rows = sweep.run_sweep(notebook.my_cell, notebook.GRID, out, seed=0, progress=False, per_device=2)
+    assert out.read_bytes() == made and len(rows) == 6  # resumed: the missing cells, the same bytes
+    _cut_to_first_rows(out, 4)  # and back: the script resumes the notebook's table
+    runpy.run_path(str(tmp_path / "my_cells.py"), run_name="__main__")
+    assert out.read_bytes() == made
+    assert json.loads(results.sidecar_path(out).read_text())["cell_defined_in"] == "__main__:my_cell"
+
+
+def test_a_refused_table_names_the_fields_of_the_configuration_that_differ(tmp_path, monkeypatch):
+    out = tmp_path / "a.csv"
+    _sweep(out)
+    with pytest.raises(ValueError, match=r"another configuration \(seed: 3 -> 4\); choose another path"):
+        _sweep(out, seed=4)
+    with pytest.raises(ValueError, match=r"\(grid\.knob: \[0\.0, 0\.25, .*\] -> \[0\.0, 1\.0\]\)"):
+        sweep.run_sweep(sweep_job.cell, {**sweep_job.GRID, "knob": [0.0, 1.0]}, out, seed=3, name="test",
+                        progress=False)
+    with pytest.raises(ValueError, match=r"cell_fn\.code: \"\w+\" -> \"\w+\" \(the cell function's code, defaults, "
+                                         r"closure or the helpers and constants it uses changed\)"):
+        _sweep(out, fn=sweep_job.slow_cell)
+    with pytest.raises(ValueError, match=r"cell_fn\.qualname: \"cell\" -> \"_safe_cell\" \(another cell function\)"):
+        _sweep(out, fn=_safe_cell)
+    monkeypatch.setattr(isojax, "__version__", "0.0.0-other")
+    with pytest.raises(ValueError, match=r"isojax: \"[^\"]+\" -> \"0\.0\.0-other\" \(another isojax version\)"):
+        _sweep(out)
+
+
+def test_cell_identity_names_the_other_modules_it_uses():
+    # two cells alike but for the module behind one name: `import numpy as np` vs `import math as np`
+    def cell_from(module_name):
+        namespace = {"__name__": "user_cells"}
+        exec(f"import {module_name} as np\ndef cell(key, x):\n    return {{'v': np.sqrt(x)}}\n", namespace)
+        return namespace["cell"]
+
+    assert sweep.cell_identity(cell_from("numpy")) == sweep.cell_identity(cell_from("numpy"))
+    assert sweep.cell_identity(cell_from("numpy")) != sweep.cell_identity(cell_from("math"))

@@ -6,6 +6,7 @@
   embed      every layer's hidden states of a model on numeric data      (isojax.models.commands.embed_data)
              or on sentences, one per line (--text)                      (isojax.pretrained.embed_text)
   measure    every isotropy measure of saved hidden states, per layer    (isojax.isotropy.files.measure_file)
+  plot       columns of a results table against one another              (isojax.plots.plot_table)
   reproduce  every experiment and figure of the study, from a checkout   (experiments/runner.py: reproduce)
 
 A user error (a bad flag, a missing or malformed file, invalid input, a file larger than a --limit) prints one
@@ -23,12 +24,12 @@ import signal
 import sys
 
 import isojax
-from isojax.cli import _common, check, embed, measure, reproduce, sweep, train
+from isojax.cli import _common, check, embed, measure, plot, reproduce, sweep, train
 from isojax.cli._common import LIMITS
 
 __all__ = ["LIMITS", "build_parser", "main"]
 
-SUBCOMMANDS = (check, sweep, train, embed, measure, reproduce)
+SUBCOMMANDS = (check, sweep, train, embed, measure, plot, reproduce)
 
 
 def build_parser() -> argparse.ArgumentParser:

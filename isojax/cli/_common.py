@@ -30,6 +30,8 @@ LIMITS: dict[str, tuple[int, int]] = {
     "max_len": (2, 4096),
     "max_points": (3, 1_000_000),
     "jobs": (1, 64),
+    "windows": (1, 100_000),
+    "samples": (1, 10_000),
 }
 
 class Parser(argparse.ArgumentParser):

@@ -38,11 +38,23 @@ def study_runner(start: Path | None = None) -> ModuleType:
     return importlib.import_module("experiments.runner")
 
 
+def _sets(items: list[str] | None) -> dict[str, list[str]]:
+    """--set NAME.KEY=VALUE ... -> {NAME: ["KEY=VALUE", ...]} (the values are checked by the runner)."""
+    sets: dict[str, list[str]] = {}
+    for item in items or []:
+        name, dot, change = item.partition(".")
+        if not dot or not name or "=" not in change:
+            raise ValueError(f"--set must be NAME.KEY=VALUE (e.g. guarantee.steps=40), got {item!r}")
+        sets.setdefault(name, []).append(change)
+    return sets
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand on parsed flags; returns its exit status (a ValueError is a user error)."""
+    sets = _sets(args.sets)
     runner = study_runner()
     written = runner.reproduce(Path(args.out), "full" if args.full else "quick", args.only, args.seed,
-                                   jobs=args.jobs)
+                                   jobs=args.jobs, sets=sets)
     print(f"{len(written)} figure files written under {Path(args.out) / 'figures'}")
     return 0
 
@@ -61,4 +73,8 @@ def add(sub: argparse._SubParsersAction, fmt: type[argparse.HelpFormatter]) -> N
                     help="experiments run at once, each in its own process; the tables do not depend on it. "
                          "Worth it with cores to spare: on 2 cores, 2 jobs saved 9%% of the time for 12%% more "
                          "memory")
+    rp.add_argument("--set", dest="sets", nargs="+", action="extend", metavar="NAME.KEY=VALUE",
+                    help="change a size parameter of experiment NAME (a key of its SIZES, e.g. guarantee.steps=40; "
+                         "lists as 0,0.5,1); it then writes into OUT/custom/NAME_<size>+KEY=VALUE/, never over a "
+                         "standard table, and its sidecars record the change")
     rp.set_defaults(run=run)

@@ -5,17 +5,19 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from isojax.cli._common import DATA_HELP, DROP_HELP, add_limit
+from isojax.cli._common import DATA_HELP, DROP_HELP, add_force, add_limit
 from isojax.models.recipes import ARCHITECTURES
 
 __all__ = ["add", "run"]
 
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand on parsed flags; returns its exit status (a ValueError is a user error)."""
-    from isojax.models import commands
+    from isojax.models import commands, ensemble
 
+    evaluation = ensemble.Evaluation(windows=args.windows, samples=args.samples)
     commands.train_model(args.data, args.tokenizer, args.arch, args.layers, args.d_model, args.heads, args.seq_len,
-                         args.steps, args.seed, Path(args.out), drop_bad_rows=args.drop_bad_rows)
+                         args.steps, args.seed, Path(args.out), evaluation=evaluation,
+                         drop_bad_rows=args.drop_bad_rows, force=args.force)
     return 0
 
 
@@ -33,9 +35,14 @@ def add(sub: argparse._SubParsersAction, fmt: type[argparse.HelpFormatter]) -> N
     tr.add_argument("--seq-len", type=int, default=64, help="training window, tokens (at least 2)")
     tr.add_argument("--steps", type=int, default=300, help="AdamW steps")
     tr.add_argument("--seed", type=int, default=0, help="PRNG seed")
+    tr.add_argument("--windows", type=int, default=32,
+                    help="backtest windows over the held-out tails that the forecasts are scored on (about this many)")
+    tr.add_argument("--samples", type=int, default=20, help="sampled forecast paths per window")
     tr.add_argument("--out", default="results/model.safetensors",
-                    help="checkpoint path (.safetensors; written to a uniquely named temporary file beside it, then "
-                         "renamed)")
+                    help="checkpoint path OUT.safetensors (written to a uniquely named temporary file beside it, then "
+                         "renamed); derived from it: the forecast scores OUT.forecast.csv and its sidecar "
+                         "OUT.forecast.csv.json")
+    add_force(tr, "OUT.forecast.csv, OUT.forecast.csv.json")
     tr.add_argument("--drop-bad-rows", action="store_true", help=DROP_HELP)
     add_limit(tr, ("data_mb",))
     tr.set_defaults(run=run)

@@ -18,7 +18,7 @@ import numpy as np
 from isojax.data import files, gp, real, teacher, tokens
 
 __all__ = ["Corpus", "Tokenizer", "TEACHER_KEY", "make_tokenizer", "tokenizer_spec", "tokenizer_from_spec", "build",
-           "from_series"]
+           "from_series", "source_series"]
 
 # the two numeric tokenizers a corpus can use
 Tokenizer = tokens.BinTokenizer | tokens.DigitTokenizer
@@ -80,6 +80,16 @@ def _series(source: str, key, count: int, length: int) -> list[np.ndarray]:
         return real.load(source[5:])
     raise ValueError(f"source must be 'teacher', 'gp:<kernel>', 'real:<name>', 'csv:PATH[:COLUMN]' or 'npy:PATH', "
                      f"got {source!r}")
+
+
+def source_series(source: str, key: jax.Array, count: int = 32, length: int = 564) -> list[np.ndarray]:
+    """The value series of `source`, before any tokenizer (what `build` tokenizes): a file source's series
+    (csv:PATH[:COLUMN], npy:PATH; checked as `from_series` checks them), a real dataset's, or `count` draws of
+    `length` values from "teacher" or "gp:<kernel>" with `key`. -> list of 1-D float arrays"""
+    if files.is_file_source(source):
+        series, names = files.load_series(source)
+        return files.check_series(series, names)
+    return _series(source, key, count, length)
 
 
 def _token_windows(ids: np.ndarray, length: int, stride: int) -> list[np.ndarray]:

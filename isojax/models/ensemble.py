@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from isojax import _validate as V
 from isojax import forecast, isotropy
 from isojax import transformer as tf
 from isojax.data import corpus
@@ -101,6 +102,10 @@ class Evaluation:
     samples: int = 20
     draws: int = 1000
     rows: int = 1024
+
+    def __post_init__(self):
+        for name in ("context", "horizon", "windows", "samples", "draws", "rows"):
+            V.positive_int(f"evaluation.{name}", getattr(self, name), 4 if name == "context" else 1)
 
 
 def _summary(rows: list[dict]) -> dict:

@@ -143,6 +143,10 @@ def embed_text(model: str, text: Path, pooling: str | None, max_len: int, out: P
     max_len = V.positive_int("max_len", max_len)
     out = check_output(out, ".npz")
     texts = _read_texts(text)
+    model = as_model(model)
+    if isinstance(model.tokenizer, MeanScaleUniformBins):
+        raise ValueError("a Chronos folder embeds numeric series, not text: give --data (e.g. csv:PATH) instead "
+                         "of --text")
     emb = embed_texts(model, texts, pooling=pooling, max_len=max_len)
     hidden, index, position = np.asarray(emb.hidden), emb.input, emb.position
     write_npz(out, hidden=hidden, text_index=np.asarray(index, np.int64),

@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 
 from isojax.runs import results
+from isojax.runs._identity import config_difference
 
 _HINT = "the table does not belong to this sweep: remove it (and its .json) or choose another path"
 
@@ -99,8 +100,9 @@ class SweepTable:
             return State(None, {})
         meta = results.read_sidecar(self.path)
         if meta is None or meta.get("config_hash") != results.config_hash(self.config):
-            raise ValueError(f"out {str(self.path)!r} holds a table from another configuration (or made by "
-                             "other code or another version); choose another path")
+            differs = config_difference(meta.get("config") if meta else None, self.config)
+            raise ValueError(f"out {str(self.path)!r} holds a table from another configuration ({differs}); "
+                             "choose another path")
         complete = meta.get("complete") is not False
         header, rows = results.read_text_rows(self.path, allow_torn_tail=not complete)
         k = 1 + len(self.names)

@@ -45,10 +45,10 @@ from isojax.runs.keys import digest
 from isojax.runs.outputs import staged
 
 __all__ = ["TableLockedError", "append_text", "atomic_write", "check_row_digests", "column_types", "config_hash",
-           "csv_lines", "exclusive_lock", "format_value", "git_commit", "is_isojax_sidecar", "machine", "parse_value",
-           "provenance", "read_sidecar", "read_table", "read_text_rows", "row_digest", "rows_text", "save_table",
-           "sidecar_path", "sidecar_text", "table_text", "truncate_torn_tail", "value_kind", "versions",
-           "write_sidecar"]
+           "csv_lines", "exclusive_lock", "format_value", "git_commit", "is_isojax_sidecar", "is_isojax_table",
+           "machine", "noting", "parse_value", "provenance", "read_sidecar", "read_table", "read_text_rows",
+           "row_digest", "rows_text", "save_table", "sidecar_path", "sidecar_text", "table_text",
+           "truncate_torn_tail", "value_kind", "versions", "write_sidecar"]
 
 _INT = re.compile(r"-?\d+")
 _FLOAT = re.compile(r"-?(\d+\.\d*([eE][-+]?\d+)?|\d+[eE][-+]?\d+|inf|nan)")
@@ -103,9 +103,27 @@ def machine() -> dict:
 
 
 def provenance() -> dict:
-    """Versions, git commit and devices, for a sidecar."""
+    """Versions, git commit and devices, for a sidecar (and the notes of `noting`, if any)."""
     import jax
-    return {"versions": versions(), "git_commit": git_commit(), "devices": [str(d) for d in jax.devices()]}
+    out = {"versions": versions(), "git_commit": git_commit(), "devices": [str(d) for d in jax.devices()]}
+    return {**out, "notes": dict(_NOTES)} if _NOTES else out
+
+
+_NOTES: dict = {}
+
+
+@contextlib.contextmanager
+def noting(**notes) -> Iterator[None]:
+    """While the block runs, every sidecar written also records `notes` (under "notes", beside the
+    configuration, not in it: a table's identity does not change), e.g. the size changes an experiment runs
+    with (`python experiments/<name>.py --set`)."""
+    previous = dict(_NOTES)
+    _NOTES.update(notes)
+    try:
+        yield
+    finally:
+        _NOTES.clear()
+        _NOTES.update(previous)
 
 
 # ----------------------------------------------------------------------------------------- values
@@ -267,6 +285,19 @@ def is_isojax_sidecar(path: Path | str) -> bool:
         return False
     return (isinstance(meta, dict) and isinstance(meta.get("config_hash"), str)
             and isinstance(meta.get("versions"), dict) and "isojax" in meta["versions"])
+
+
+def is_isojax_table(path: Path | str) -> bool:
+    """Whether the table at path is one isojax wrote and nobody changed since: its sidecar is isojax's and
+    every row matches the digest the sidecar records. A missing or unreadable table is not."""
+    try:
+        meta = read_sidecar(path) if is_isojax_sidecar(sidecar_path(path)) else None
+        if meta is None or "row_sha256" not in meta:
+            return False
+        check_row_digests(path, meta, read_text_rows(path)[1])
+    except (ValueError, OSError, UnicodeDecodeError):
+        return False
+    return True
 
 
 def row_digest(table_hash: str, fields: list[str]) -> str:

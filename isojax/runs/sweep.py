@@ -10,10 +10,12 @@
   (eigh, qr) can deadlock jaxlib's thread pool (0.10.2); `cell_batching` forces either path.
 - Many processes: after `jax.distributed.initialize()` every process builds the same chunk, feeds its own
   devices' slices, and receives the gathered results; process 0 alone holds the lock and writes.
-- The table (see `isojax.runs.results`) is identified by a configuration that includes the cell function (module,
-  qualified name, a digest of its code, closure, defaults and the helpers and constants of its own module
-  that it uses: `cell_identity`) and the isojax version. A rerun resumes a table
-  of the same configuration after validating every row, and refuses anything else before writing anything.
+- The table (see `isojax.runs.results`) is identified by a configuration that includes the cell function (its
+  qualified name and a digest of its code, closure, defaults and the helpers and constants of its own module
+  that it uses: `cell_identity`; not its module's name, so a cell run as a script resumes the table of the
+  same cell imported from a notebook) and the isojax version. A rerun resumes a table of the same
+  configuration after validating every row, and refuses anything else before writing anything, naming the
+  fields that differ (`config_difference`). The sidecar also records where the cell was defined.
   Finished chunks are appended as complete lines (O(chunk)); the end sorts the table by cell (atomically).
 - SIGINT (Ctrl-C), SIGTERM and SIGHUP let the current chunk finish and be stored, then raise
   `signals.Interrupted` (a KeyboardInterrupt); the lock is released on the way out.
@@ -34,9 +36,9 @@ import isojax
 from isojax import _validate as V
 from isojax.runs import _store as store
 from isojax.runs import devices, results, signals
-from isojax.runs._identity import cell_identity
+from isojax.runs._identity import cell_identity, config_difference
 
-__all__ = ["BATCHING", "cell_identity", "cells", "run_sweep"]
+__all__ = ["BATCHING", "cell_identity", "cells", "config_difference", "run_sweep"]
 
 BATCHING = ("auto", "serial", "vectorised")
 
@@ -192,7 +194,8 @@ def run_sweep(fn: Callable[..., dict], grid: dict[str, list], out: Path | str, s
     and `out`.json. Returns the rows, sorted by cell, typed as `results.read_table` types them.
 
     Resumes a table of the same configuration; refuses (ValueError naming the file and the first bad row) a
-    table of another configuration, or one with rows outside the grid, disagreeing with it or unparseable;
+    table of another configuration (naming the fields that differ), or one with rows outside the grid,
+    disagreeing with it or unparseable;
     TableLockedError if another process is writing `out`. `cell_batching`: "auto" (serial on CPU, vectorised
     elsewhere), "serial" or "vectorised". SIGINT, SIGTERM or SIGHUP: the current chunk is finished and stored,
     then `signals.Interrupted` (a KeyboardInterrupt carrying the signal) is raised; the lock is released.
@@ -206,7 +209,8 @@ def run_sweep(fn: Callable[..., dict], grid: dict[str, list], out: Path | str, s
     with contextlib.ExitStack() as stack:
         done = _share_done(*(_open(table, stack) if writer else (None, None)), len(all_cells))
         if writer:
-            table.begin(batching=batching, processes=jax.process_count())
+            table.begin(batching=batching, processes=jax.process_count(),
+                        cell_defined_in=f"{getattr(fn, '__module__', None)}:{config['cell_fn']['qualname']}")
         sharding = devices.device_sharding("cells")
         base = jax.random.PRNGKey(seed)
         bar = None
