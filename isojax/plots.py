@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -84,12 +85,23 @@ def save(fig: Figure, out_dir: Path | str, name: str) -> list[Path]:
     with style():
         for ext in ("png", "pdf"):
             path = out_dir / f"{name}.{ext}"
-            tmp = out_dir / f".{name}.tmp{os.getpid()}.{ext}"
-            fig.savefig(tmp, format=ext)
-            os.replace(tmp, path)
+            fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{name}.", suffix=f".{ext}")  # a unique new name
+            os.close(fd)
+            try:
+                fig.savefig(tmp, format=ext)
+                os.chmod(tmp, 0o666 & ~_umask())
+                os.replace(tmp, path)
+            finally:
+                Path(tmp).unlink(missing_ok=True)
             paths.append(path)
     plt.close(fig)
     return paths
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 # ----------------------------------------------------------------------------------------- a table's columns

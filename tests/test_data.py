@@ -2,7 +2,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from isojax.data import corpus, gp, real, teacher, tokens
@@ -175,28 +175,87 @@ def test_real_series_offline_six_sets_four_domains():
         real.load("electricity")
 
 
-@given(st.lists(st.floats(-1e4, 1e4, allow_nan=False), min_size=1, max_size=30))
+# Every finite float64, subnormals and the largest included, and the extremes drawn often: the tokenizers must
+# give a defined scale (a positive normal float) or refuse clearly, whatever a series holds.
+EXTREMES = [0.0, 5e-324, -5e-324, 1e-320, tokens.TINY, 1e-300, 1e300, 1e307, 1.7976931348623157e308,
+            -1.7976931348623157e308]
+FINITE = st.one_of(st.floats(allow_nan=False, allow_infinity=False), st.sampled_from(EXTREMES))
+SERIES = st.lists(FINITE, min_size=1, max_size=30)
+
+
+@settings(max_examples=1000)
+@example([5e-324] * 3)  # found by hypothesis in CI: the scale underflowed to 0, then int64 overflowed in encode
+@example([5e-324])
+@example([-5e-324, 0.0, 5e-324])
+@example([1.7976931348623157e308, -1.7976931348623157e308])
+@example([1e300, -1e300, 1.0])
+@example([0.0, 0.0])
+@given(SERIES)
 def test_digit_tokenizer_round_trip(xs):
     tok = tokens.DigitTokenizer(precision=2, digits=5)
     x = np.asarray(xs)
-    ids, scale = tok.encode(x)
+    try:
+        ids, scale = tok.encode(x)
+    except ValueError as err:  # the one refusal: decoded values would overflow float64, only near its limit
+        assert "too large to tokenize" in str(err) and np.max(np.abs(x)) > 1e307
+        return
+    assert np.isfinite(scale) and scale >= tokens.TINY  # defined: never 0, never subnormal
+    assert ids.min() >= 0 and ids.max() < tok.vocab
     back = tok.decode(ids, scale)
-    in_range = np.abs(x) / scale * 100 <= 10**5 - 1
-    assert back.shape == x.shape
+    assert back.shape == x.shape and np.isfinite(back).all()
+    with np.errstate(over="ignore"):
+        in_range = np.abs(x) / scale * 100 <= 10**5 - 1
     assert np.all(np.abs(back - x)[in_range] <= 0.5 * scale * 10**-2 * (1 + 1e-9))
 
 
-@given(st.lists(st.floats(-1e3, 1e3, allow_nan=False), min_size=1, max_size=30))
+@settings(max_examples=1000)
+@example([5e-324] * 3)
+@example([-5e-324, 0.0, 5e-324])
+@example([1.7976931348623157e308] * 2)  # mean |x| must not overflow to inf
+@example([1e308, 1e308, -1e308])
+@example([1e300, -1e-300])
+@example([0.0])
+@given(SERIES)
 def test_bin_tokenizer_round_trip_and_clipping(xs):
     tok = tokens.BinTokenizer(bins=100, low=-4, high=4)
     x = np.asarray(xs)
-    ids, scale, clipped = tok.encode(x)
+    try:
+        ids, scale, clipped = tok.encode(x)
+    except ValueError as err:
+        assert "too large to tokenize" in str(err) and np.max(np.abs(x)) > 1e307
+        return
+    assert np.isfinite(scale) and scale >= tokens.TINY
     assert ids.min() >= tok.SPECIAL and ids.max() < tok.vocab
     back = tok.decode(ids, scale)
-    inside = np.abs(x / scale) <= 4
+    assert np.isfinite(back).all()
+    with np.errstate(over="ignore"):
+        inside = np.abs(x / scale) <= 4
     assert clipped == int((~inside).sum())
     assert np.all(np.abs(back - x)[inside] <= tok.half_width * scale * (1 + 1e-9))
     assert tok.values.shape == (tok.vocab,)
+
+
+def test_tokenizer_scales_are_defined_and_bad_scales_refused():
+    digits, bins = tokens.DigitTokenizer(precision=2, digits=5), tokens.BinTokenizer()
+    for tok in (digits, bins):
+        assert tok.scale_for([5e-324, 5e-324]) == tokens.TINY  # raised to the least normal float
+        assert tok.scale_for([0.0, 0.0]) == 1.0
+        for bad in (0.0, -1.0, np.inf, np.nan):
+            with pytest.raises(ValueError, match="scale must be a positive finite number"):
+                tok.encode([1.0, 2.0], scale=bad)
+        with pytest.raises(ValueError, match="holds complex values"):
+            tok.encode(np.array([1.0 + 2j, 3.0]))
+    assert bins.scale_for([1.7976931348623157e308] * 3) == 1.7976931348623157e308  # no overflow in the mean
+    with pytest.raises(ValueError, match=r"precision <= digits <= 18"):
+        tokens.DigitTokenizer(precision=1, digits=19)
+    with pytest.raises(ValueError, match=r"precision <= digits <= 18"):
+        tokens.DigitTokenizer(precision=4, digits=3)
+    with pytest.raises(ValueError, match=r"percentile must be in \(0, 100\]"):
+        tokens.DigitTokenizer(percentile=0)
+    with pytest.raises(ValueError, match=r"2 <= bins <= 2\^20 and finite low < high"):
+        tokens.BinTokenizer(bins=2**21)
+    with pytest.raises(ValueError, match=r"finite low < high"):
+        tokens.BinTokenizer(low=-np.inf)
 
 
 def test_tokenizer_bad_input():

@@ -77,7 +77,7 @@ CASES = [
     (["sweep", "--config", "missing.json"], 2, "no such file"),
     (["sweep", "--config", "bad.json"], 2, "not valid JSON"),
     (["sweep", "--config", "list.json"], 2, "must hold a JSON object"),
-    (["sweep", "--config", "a_dir"], 2, "could not be read"),
+    (["sweep", "--config", "a_dir"], 2, "--config 'a_dir' is not a file (a folder)"),
     (["sweep", "--config", "unknown.json"], 2, "unknown keys ['sed']"),
     (["sweep", "--config", "grid_key.json"], 2, "grid has unknown keys ['dims']"),
     (["sweep", "--config", "no_grid.json"], 2, "has no 'grid'"),
@@ -109,17 +109,18 @@ CASES = [
     (["train", "--data", "gaussian"], 2, "source must be 'teacher'"),
     (["train", "--data", "real:electricity"], 2, "name must be one of"),
     (["train", "--data", "gp:nope"], 2, "kernel must be one of"),
-    (["train", "--data", "csv:missing.csv"], 2, "no such file 'missing.csv'"),
+    (["train", "--data", "csv:missing.csv"], 2, "'missing.csv': no such file"),
     (["train", "--data", "csv:series.csv:temp"], 2, "has no column 'temp'"),
-    (["train", "--data", "csv:series.csv:text"], 2, "column 'text' of 'series.csv' is not numeric"),
+    (["train", "--data", "csv:series.csv:text"], 2, "column 'text' of 'series.csv' has a non-numeric cell 'x' in row"),
+    (["train", "--data", "csv:series.csv"], 2, "column 'text' of 'series.csv' has a non-numeric cell 'x' in row 4"),
     (["train", "--data", "csv:series.csv:flat"], 2, "series.csv:flat is constant"),
     (["train", "--data", "csv:gap.csv"], 2, "gap.csv:v has 1 non-finite values"),
     (["train", "--data", "csv:short.csv"], 2, "short.csv:v is too short"),
-    (["train", "--data", "csv:bad.json"], 2, "'bad.json' has no numeric column"),
+    (["train", "--data", "csv:bad.json"], 2, "'bad.json' has a header but no rows"),
     (["train", "--data", "csv:a_dir"], 2, "'a_dir' is not a file"),
     (["train", "--data", "npy:cube.npy"], 2, "must hold a numeric array [n] or [series, n]"),
-    (["train", "--data", "npy:words.npy"], 2, "must hold a numeric array"),
-    (["train", "--data", "npy:bad.json"], 2, "is not a readable .npy file"),
+    (["train", "--data", "npy:words.npy"], 2, "'words.npy' holds text (<U1); only real numbers"),
+    (["train", "--data", "npy:bad.json"], 2, "'bad.json' is not a readable .npy array"),
     (["train", "--out", "a_dir"], 2, "must end in .safetensors"),
     (["train", "--out", "dir.safetensors"], 2, "'dir.safetensors' is a folder"),
     (["train", "--out", "a_file/deeper/m.safetensors"], 2, "is a file, not a folder"),
@@ -200,8 +201,8 @@ def test_embed_refuses_damaged_swapped_and_mismatched_checkpoints(work, capsys):
     params, cfg, meta = checkpoint.load(other)
     tensors = checkpoint._flatten(checkpoint.load(path)[0])
     swapped = work / "swapped.safetensors"
-    save_file(tensors, str(swapped), metadata={"format": checkpoint.FORMAT, "sha256": checkpoint.checksum(tensors),
-                                               "config": json.dumps(vars(cfg))})
+    forged = {"format": checkpoint.FORMAT, "config": json.dumps(vars(cfg))}
+    save_file(tensors, str(swapped), metadata={**forged, "sha256": checkpoint.checksum(tensors, forged)})
     assert "swapped.safetensors' holds tensors that do not fit its config" in _embed(work, capsys, swapped)
     # an old checkpoint, from before checkpoints described themselves
     old = work / "old.safetensors"

@@ -49,6 +49,12 @@ def test_checksum_covers_names_dtypes_shapes_and_bytes():
     changed = a["w"].copy()
     changed[1, 2] = np.nextafter(changed[1, 2], np.float32(np.inf))
     assert checkpoint.checksum({"w": changed}) != base
+    # the metadata too: every entry but the checksum itself
+    meta = {"config": '{"activation": "gelu"}', "format": checkpoint.FORMAT}
+    with_meta = checkpoint.checksum(a, meta)
+    assert with_meta != base and checkpoint.checksum(a, {**meta, "sha256": "x"}) == with_meta
+    assert checkpoint.checksum(a, {**meta, "config": '{"activation": "relu"}'}) != with_meta
+    assert checkpoint.checksum(a, {**meta, "data": "real:nile"}) != with_meta
 
 
 def test_load_refuses_a_corrupt_checkpoint_naming_it(tmp_path):
@@ -77,7 +83,8 @@ def test_load_refuses_tensors_that_do_not_fit_the_config(tmp_path):
     from safetensors.numpy import save_file
     tensors = checkpoint._flatten(tf.init(KEY, CFG))
     other = dict(vars(CFG), d_model=16, mlp=32)
-    meta = {"format": checkpoint.FORMAT, "config": json.dumps(other), "sha256": checkpoint.checksum(tensors)}
+    meta = {"format": checkpoint.FORMAT, "config": json.dumps(other)}
+    meta["sha256"] = checkpoint.checksum(tensors, meta)
     save_file(tensors, str(tmp_path / "swap.safetensors"), metadata=meta)
     with pytest.raises(ValueError, match=r"swap\.safetensors.*do not fit its config"):
         checkpoint.load(tmp_path / "swap.safetensors")

@@ -143,10 +143,13 @@ def test_cell_identity_follows_code_closure_module_helpers_and_version(tmp_path,
 
 
 def _mark_in_progress(out):
-    """What a run killed mid-way leaves: the sidecar says the table is being written."""
+    """What a run killed mid-way leaves: the sidecar says the table is being written, and the digests of the
+    rows stored so far are in `<table>.digests` (here: every cell's, as the finished table recorded them)."""
     meta = json.loads(results.sidecar_path(out).read_text())
+    digests = meta.pop("row_sha256")
     meta["complete"] = False
     results.sidecar_path(out).write_text(json.dumps(meta))
+    out.with_name(out.name + ".digests").write_text("".join(f"{i} {d}\n" for i, d in enumerate(digests)))
 
 
 def test_resumed_rows_equal_fresh_rows_in_value_and_type(tmp_path):

@@ -9,13 +9,18 @@
   plot       columns of a results table against one another              (isojax.plots.plot_table)
   reproduce  every experiment and figure of the study, from a checkout   (experiments/runner.py: reproduce)
 
-A user error (a bad flag, a missing or malformed file, invalid input) prints one line and exits 2, never a
-traceback, and is caught before any compute: nothing is written. Ctrl-C exits 130 with one line.
+A user error (a bad flag, a missing or malformed file, invalid input, a file larger than a --limit) prints one
+line and exits 2, never a traceback, and is caught before any compute: nothing is written. A failed write (a
+full disk) is one line and exit 2, with no temporary file left. Ctrl-C, SIGTERM and SIGHUP finish or drop the
+current step, remove temporary files, release locks, and exit 128 + the signal (130, 143, 129) with one line.
+Only regular files are read (a FIFO or a device is refused at once), and every size a file declares is checked
+against a bound before anything is allocated: see each command's --limit.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 import isojax
@@ -39,22 +44,32 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the `isojax` command; returns its exit status (0 done, 1 a check failed, 2 a user error, 130
-    interrupted). Usage errors exit through SystemExit(2), as argparse does. Sets XLA's CPU flags first
+    """Run the `isojax` command; returns its exit status (0 done, 1 a check failed, 2 a user error or a failed
+    write (a full disk), 128 + the signal when interrupted: 130 Ctrl-C, 143 SIGTERM, 129 SIGHUP). Usage errors
+    exit through SystemExit(2), as argparse does. Sets XLA's CPU flags first
     (`isojax.runs.runtime.configure_xla`), before JAX starts."""
     from isojax.runs import runtime
 
     runtime.configure_xla()
+    from isojax.runs import signals
+
     parser = build_parser()
     args = parser.parse_args(argv)
     prog = f"isojax {args.command}"
     try:
-        _common.check_ranges(args)
-        return args.run(args)
+        with signals.raising():  # SIGTERM and SIGHUP unwind like Ctrl-C: temporary files removed, locks released
+            _common.check_ranges(args)
+            with _common.limits(args):
+                return args.run(args)
     except ValueError as err:  # the library's word for invalid input: one line, never a traceback
         print(f"{prog}: error: {_common.one_line(err)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt as err:
+    except OSError as err:  # the machine's (a full disk, a permission): one line, naming the file
+        print(f"{prog}: error: {_common.os_error(err)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as err:  # Ctrl-C, SIGTERM, SIGHUP: 128 + the signal
         detail = f": {_common.one_line(err)}" if str(err) else ""
-        print(f"{prog}: interrupted{detail}", file=sys.stderr)
-        return 130
+        signum = getattr(err, "signum", signal.SIGINT)
+        by = "" if signum == signal.SIGINT else f" by {signal.Signals(signum).name}"
+        print(f"{prog}: interrupted{by}{detail}", file=sys.stderr)
+        return 128 + signum

@@ -4,9 +4,12 @@ error; the help text of --data."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
+from collections.abc import Iterator
 
-__all__ = ["LIMITS", "DATA_HELP", "Parser", "in_range", "check_ranges", "one_line"]
+__all__ = ["LIMITS", "DATA_HELP", "DROP_HELP", "Parser", "in_range", "check_ranges", "one_line", "os_error",
+           "add_limit", "limits", "add_force"]
 
 # Every numeric flag's range (inclusive), checked in one place (`check_ranges`) before anything runs, for the
 # flags and for the values of a sweep --config alike. The upper bounds keep a typo from asking for memory no
@@ -55,8 +58,42 @@ def check_ranges(args) -> None:
 
 
 DATA_HELP = "teacher | gp:<kernel> | real:<name> | csv:PATH[:COLUMN] | npy:PATH (your own series)"
+DROP_HELP = ("with --data csv:...: drop the rows with a non-numeric or empty cell in a series column (without it "
+             "such a cell is refused, naming its row and column)")
 
 
 def one_line(message: str) -> str:
     """A message on one line (an error shown to a user is never more)."""
     return " ".join(str(message).split())
+
+
+def os_error(err: OSError) -> str:
+    """An OSError (a full disk, a permission) as one line naming the file."""
+    where = f": {err.filename!r}" if err.filename else ""
+    return one_line(f"{err.strerror or err}{where}")
+
+
+def add_limit(parser: argparse.ArgumentParser, names: tuple[str, ...]) -> None:
+    """The --limit NAME=VALUE flag (repeatable), its help listing the bounds `names` with their defaults."""
+    from isojax.inputs import BOUNDS
+
+    listed = "; ".join(f"{n}={BOUNDS[n][0]:g}: {BOUNDS[n][1]}" for n in names)
+    parser.add_argument("--limit", action="append", default=[], metavar="NAME=VALUE",
+                        help=f"raise or lower a bound on what input files may declare ({listed})")
+
+
+@contextlib.contextmanager
+def limits(args: argparse.Namespace) -> Iterator[None]:
+    """The --limit values of the parsed command line in force for the block (`isojax.inputs.bounds`)."""
+    from isojax import inputs
+
+    values = dict(inputs.parse_bound(text) for text in getattr(args, "limit", None) or [])
+    with inputs.bounds(**values):
+        yield
+
+
+def add_force(parser: argparse.ArgumentParser, derived: str) -> None:
+    """The --force flag: replace files derived from --out (`derived` lists them) that isojax did not write."""
+    parser.add_argument("--force", action="store_true",
+                        help=f"replace the files derived from --out ({derived}) even if isojax did not write them "
+                             "(without it they are refused)")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from isojax.cli._common import DATA_HELP
+from isojax.cli._common import DATA_HELP, DROP_HELP, add_limit
 
 __all__ = ["add", "run"]
 
@@ -22,7 +22,8 @@ def run(args: argparse.Namespace) -> int:
         hidden = pretrained.embed_text(args.model, Path(args.text), args.pooling, args.max_len, Path(args.out))
     else:
         hidden = commands.embed_data(args.model, args.data or "real:sunspots", args.tokenizer, args.max_sequences,
-                                      args.seed, Path(args.out), pooling=args.pooling)
+                                     args.seed, Path(args.out), pooling=args.pooling,
+                                     drop_bad_rows=args.drop_bad_rows)
     print(f"hidden states {tuple(hidden.shape)} -> {args.out}")
     return 0
 
@@ -50,4 +51,6 @@ def add(sub: argparse._SubParsersAction, fmt: type[argparse.HelpFormatter]) -> N
     em.add_argument("--out", default="results/hidden.npz",
                     help="output .npz: `hidden` [L+1, rows, d]; with --text also `text_index`, `token_position` "
                          "[rows]; with a Chronos folder `series_index`, `token_position` [rows] and `scale` [series]")
+    em.add_argument("--drop-bad-rows", action="store_true", help=DROP_HELP)
+    add_limit(em, ("params", "layers", "text_mb", "data_mb"))
     em.set_defaults(run=run)

@@ -9,7 +9,7 @@ import json
 import math
 from pathlib import Path
 
-from isojax.cli._common import in_range
+from isojax.cli._common import add_force, add_limit, in_range
 from isojax.distributions import BUILTIN_FAMILIES
 
 __all__ = ["add", "run"]
@@ -20,12 +20,9 @@ _GRID_KEYS = {"family", "n", "d", "knob", "replicate"}
 
 def _read_config(path: str) -> dict:
     """A sweep --config file as a dict, or a ValueError that says what is wrong with it."""
-    try:
-        text = Path(path).read_text()
-    except FileNotFoundError:
-        raise ValueError(f"--config {path!r}: no such file") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise ValueError(f"--config {path!r} could not be read: {err}") from None
+    from isojax import inputs
+
+    text = inputs.read_text(path, f"--config {path!r}")
     try:
         spec = json.loads(text)
     except json.JSONDecodeError as err:
@@ -98,11 +95,11 @@ def run(args: argparse.Namespace) -> int:
 
     grid, out, seed, cell, imports = _sweep_spec(args)
     if cell is not None:
-        rows = user_code.sweep_cell(cell, grid, Path(out), seed=seed, imports=imports)
+        rows = user_code.sweep_cell(cell, grid, Path(out), seed=seed, imports=imports, force=args.force)
     else:
         for spec in imports:  # what they register (distributions.register_family) can be named in the grid
             user_code.import_code(spec)
-        rows = measures_sweep(grid, Path(out), seed=seed)
+        rows = measures_sweep(grid, Path(out), seed=seed, force=args.force)
     print(f"{len(rows)} cells in {out}")
     return 0
 
@@ -127,5 +124,9 @@ def add(sub: argparse._SubParsersAction, fmt: type[argparse.HelpFormatter]) -> N
     sw.add_argument("--d", type=int, default=64, help="dimension (2 to 8192)")
     sw.add_argument("--replicates", type=int, default=2, help="independent clouds per cell")
     sw.add_argument("--seed", type=int, default=0, help="base PRNG seed")
-    sw.add_argument("--out", default="results/sweep.csv", help="the results table (.csv)")
+    sw.add_argument("--out", default="results/sweep.csv",
+                    help="the results table OUT.csv; derived from it: the sidecar OUT.csv.json, OUT.csv.digests (the "
+                         "rows' digests while it is being written) and the lock OUT.csv.lock")
+    add_force(sw, "OUT.csv.json, OUT.csv.digests")
+    add_limit(sw, ("text_mb",))
     sw.set_defaults(run=run)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from isojax.cli._common import DATA_HELP
+from isojax.cli._common import DATA_HELP, DROP_HELP, add_force, add_limit
 from isojax.models.recipes import ARCHITECTURES
 
 __all__ = ["add", "run"]
@@ -16,7 +16,8 @@ def run(args: argparse.Namespace) -> int:
 
     evaluation = ensemble.Evaluation(windows=args.windows, samples=args.samples)
     commands.train_model(args.data, args.tokenizer, args.arch, args.layers, args.d_model, args.heads, args.seq_len,
-                          args.steps, args.seed, Path(args.out), evaluation=evaluation)
+                         args.steps, args.seed, Path(args.out), evaluation=evaluation,
+                         drop_bad_rows=args.drop_bad_rows, force=args.force)
     return 0
 
 
@@ -38,6 +39,10 @@ def add(sub: argparse._SubParsersAction, fmt: type[argparse.HelpFormatter]) -> N
                     help="backtest windows over the held-out tails that the forecasts are scored on (about this many)")
     tr.add_argument("--samples", type=int, default=20, help="sampled forecast paths per window")
     tr.add_argument("--out", default="results/model.safetensors",
-                    help="checkpoint path (.safetensors); the forecast scores go to <stem>.forecast.csv beside it, "
-                         "with its .csv.json sidecar")
+                    help="checkpoint path OUT.safetensors (written to a uniquely named temporary file beside it, then "
+                         "renamed); derived from it: the forecast scores OUT.forecast.csv and its sidecar "
+                         "OUT.forecast.csv.json")
+    add_force(tr, "OUT.forecast.csv, OUT.forecast.csv.json")
+    tr.add_argument("--drop-bad-rows", action="store_true", help=DROP_HELP)
+    add_limit(tr, ("data_mb",))
     tr.set_defaults(run=run)

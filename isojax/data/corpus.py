@@ -150,13 +150,14 @@ def from_series(series: list, tokenizer: str | Tokenizer, seq_len: int = 64, hor
 
 
 def build(source: str, tokenizer: str | Tokenizer, key: jax.Array, seq_len: int = 64, count: int = 32,
-          length: int = 564, horizon: int = 16, test_fraction: float = 0.2) -> Corpus:
+          length: int = 564, horizon: int = 16, test_fraction: float = 0.2, drop_bad_rows: bool = False) -> Corpus:
     """Token sequences [n, seq_len] for training, and held-out (context, target) pairs for forecasting, from
     `source` ("teacher", "gp:<kernel>", "real:<name>", ...) tokenized by `tokenizer` ("bins", "digits" or a
     tokenizer object); key: a PRNG key for the draws (count series of `length` values). A file source
-    (csv:PATH[:COLUMN], npy:PATH) goes through `from_series` and its checks."""
+    (csv:PATH[:COLUMN], npy:PATH) goes through `from_series` and its checks (drop_bad_rows: see
+    `files.load_series`)."""
     if files.is_file_source(source):
-        series, names = files.load_series(source)
+        series, names = files.load_series(source, drop_bad_rows)
         return from_series(series, tokenizer, seq_len, horizon, test_fraction, names)
     tok = _tokenizer(tokenizer)
     return _assemble(_series(source, key, count, length), tok, seq_len, horizon, test_fraction, f"source {source!r}")

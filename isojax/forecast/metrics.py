@@ -8,7 +8,8 @@ always did); probabilistic ones take the samples themselves. Definitions (y: tar
   in-sample data). s = 0 (a context that repeats exactly with period m) leaves MASE undefined: NaN.
 - sMAPE = (2/H) Σ_h |y − ŷ| / (|y| + |ŷ|), in [0, 2] (M4's, without its ×100%); a step with y = ŷ = 0
   counts 0.
-- NMSE = mean_h (ŷ − y)² / mean_h y² (the study's); NaN for an all-zero target.
+- NMSE = mean_h (ŷ − y)² / mean_h y² (the study's); NaN for an all-zero target. Computed in units of the
+  window's max |y|, so it is defined for any finite values (1e±300 included), not NaN from inf/inf or 0/0.
 - CRPS(F, y) = E|X − y| − ½ E|X − X′| (scoringrules' `crps_ensemble`), in y's units, by default its "fair"
   estimator (the pair term over i ≠ j, divided by S(S − 1)): unbiased for the forecaster's distribution
   whatever its number of samples S, so a model sampling 20 and a baseline given as 101 quantiles compare
@@ -101,8 +102,15 @@ def nmse(forecast: npt.ArrayLike, target: npt.ArrayLike) -> np.ndarray:
     """The study's NMSE of each window, mean_h (ŷ − y)² / mean_h y²; forecast, target [W, H] -> [W]
     (NaN for an all-zero target)."""
     f, y = _pair(forecast, target)
-    den = np.mean(y * y, axis=1)
-    return np.where(den > 0, np.mean((f - y) ** 2, axis=1) / np.where(den > 0, den, 1.0), np.nan)
+    # in units of each window's max |y|: the ratio is unchanged, and squares of huge (1e200) or tiny (1e-200)
+    # values neither overflow to inf/inf nor underflow to 0/0; a forecast beyond the float range gives inf
+    top = np.max(np.abs(y), axis=1, keepdims=True)
+    unit = np.where(top > 0, top, 1.0)
+    with np.errstate(over="ignore"):
+        err = f / unit - y / unit
+        num = np.mean(err * err, axis=1)
+    den = np.mean((y / unit) ** 2, axis=1)
+    return np.where(top[:, 0] > 0, num / np.where(den > 0, den, 1.0), np.nan)
 
 
 CRPS_ESTIMATORS = ("fair", "empirical")

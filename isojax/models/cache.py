@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -21,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from isojax import _validate as V
+from isojax import inputs
 from isojax import transformer as tf
 from isojax.models import checkpoint, training
 from isojax.runs import keys
@@ -84,16 +86,28 @@ def _load_cached(path: Path, run: str) -> tuple[tf.Params, np.ndarray] | None:
         losses_file = _losses_path(path)
         if not losses_file.exists():
             raise ValueError(f"its losses file {str(losses_file)!r} is missing")
-        try:
-            losses = np.load(losses_file, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as err:
-            raise ValueError(f"its losses file {str(losses_file)!r} cannot be read: {err}") from None
+        losses = _read_losses(losses_file)
         if _sha256(losses) != meta.get("losses_sha256"):
             raise ValueError(f"its losses file {str(losses_file)!r} does not match the checkpoint's checksum")
     except ValueError as err:
         warnings.warn(f"model cache entry {str(path)!r} is unusable ({err}); retraining it", stacklevel=3)
         return None
     return params, losses
+
+
+def _read_losses(path: Path) -> np.ndarray:
+    """A losses file [steps]: a regular file whose header declares no more than the file holds (a hostile
+    header cannot make it allocate), read without pickle. ValueError otherwise."""
+    label = repr(str(path))
+    try:
+        with inputs.open_regular(path, label) as f:
+            head = inputs.npy_header(f, label)
+            if head.offset + head.nbytes > os.fstat(f.fileno()).st_size:
+                raise ValueError(f"{label} is truncated (it declares shape {head.shape})")
+            f.seek(0)
+            return np.load(f, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
+        raise ValueError(f"its losses file {label} cannot be read: {err}") from None
 
 
 def _save(path: Path, run: str, spec: RunSpec, engine: training.Engine, result: training.Trained) -> None:

@@ -18,22 +18,26 @@ import numpy as np
 
 from isojax import _validate as V
 from isojax import forecast as fc
-from isojax import pretrained
+from isojax import inputs, pretrained
 from isojax import transformer as tf
 from isojax.data import corpus, files, real, tokens
 from isojax.models import checkpoint, ensemble, forecast, recipes, training
 from isojax.runs import results
-from isojax.runs.outputs import check_output, write_npz
+from isojax.runs.outputs import check_derived, check_output, write_npz
 
 __all__ = ["MODELS_HELP", "forecast_table_path", "train_model", "embed_data"]
 
 
 def _file_digest(source: str) -> str | None:
-    """SHA-256 of a file source's file (so a checkpoint records exactly which data it saw)."""
+    """SHA-256 of a file source's file (so a checkpoint records exactly which data it saw), read in blocks."""
     if not files.is_file_source(source):
         return None
     path = source[4:] if source.startswith("npy:") or Path(source[4:]).is_file() else source[4:].rsplit(":", 1)[0]
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    h = hashlib.sha256()
+    with inputs.open_regular(path, f"data {source!r}") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def forecast_table_path(out: Path) -> Path:
@@ -44,20 +48,26 @@ def forecast_table_path(out: Path) -> Path:
 
 def train_model(data: str, tokenizer: str, arch: str, layers: int | None, d_model: int | None, heads: int | None,
                 seq_len: int, steps: int, seed: int, out: Path, log: Callable[[str], object] = print,
-                evaluation: ensemble.Evaluation | None = None) -> Path:
+                evaluation: ensemble.Evaluation | None = None, drop_bad_rows: bool = False,
+                force: bool = False) -> Path:
     """Train a numeric LM of architecture `arch` (`recipes.ARCHITECTURES`; layers, d_model and heads override
     the recipe's) on `data` (see `corpus.build`) and save its checkpoint to out (self-describing: see
     `checkpoint.save`). Then score its forecasts on the held-out tails' backtest windows against the baselines
     on the same windows (`isojax.forecast`: MASE, sMAPE, NMSE, CRPS, WQL with bootstrap intervals and the skill
     against seasonal-naive; `evaluation` sets the windows, samples and draws, default `ensemble.Evaluation()`)
-    and write them to `forecast_table_path(out)` with a sidecar; logs the final loss and the headline scores."""
+    and write them to `forecast_table_path(out)` with a sidecar; logs the final loss and the headline scores.
+    The forecast table and its sidecar, derived from out, replace existing files only if isojax wrote them (or
+    with `force`). drop_bad_rows: drop CSV rows with a non-numeric cell instead of refusing them
+    (`isojax.data.files.load_series`)."""
     tok = corpus.make_tokenizer(tokenizer)
     config = recipes.model_config(arch, tok.vocab + 1, seq_len, layers=layers, d_model=d_model, heads=heads)
     steps = V.positive_int("steps", steps)
     out = check_output(out, ".safetensors")
-    table = check_output(forecast_table_path(out), ".csv", name="the forecast table")
-    check_output(table.with_name(table.name + ".json"), name="the forecast table's sidecar")
-    built = corpus.build(data, tok, jax.random.PRNGKey(seed), seq_len=seq_len)
+    table = check_derived(forecast_table_path(out), results.is_isojax_table(forecast_table_path(out)), force,
+                          what=str(out))
+    side = results.sidecar_path(table)
+    check_derived(side, results.is_isojax_sidecar(side), force, what=str(out))
+    built = corpus.build(data, tok, jax.random.PRNGKey(seed), seq_len=seq_len, drop_bad_rows=drop_bad_rows)
     tcfg = training.TrainConfig(steps=steps)
     params, losses, _ = training.train(jax.random.PRNGKey(seed + 1), config, built.sequences, tcfg)
     if not np.isfinite(losses).all() or not all(np.isfinite(np.asarray(p)).all() for p in jax.tree.leaves(params)):
@@ -86,7 +96,7 @@ def train_model(data: str, tokenizer: str, arch: str, layers: int | None, d_mode
     return Path(out)
 
 
-def _checkpoint_tokenizer(meta: dict, requested: str | None, model: str):
+def _checkpoint_tokenizer(meta: dict, requested: str | None, model: str, vocab: int):
     """The checkpoint's own tokenizer; a different `requested` one is refused (its ids would mean nothing)."""
     spec = meta.get("tokenizer")
     if not isinstance(spec, dict):
@@ -94,7 +104,11 @@ def _checkpoint_tokenizer(meta: dict, requested: str | None, model: str):
     if requested is not None and requested != spec.get("name"):
         raise ValueError(f"--tokenizer {requested!r} does not match checkpoint {model!r}, trained with "
                          f"{spec.get('name')!r}; leave --tokenizer out to use the checkpoint's")
-    return corpus.tokenizer_from_spec(spec)
+    tok = corpus.tokenizer_from_spec(spec)
+    if tok.vocab + 1 != vocab:  # ids past the embedding would be read out of range, silently
+        raise ValueError(f"checkpoint {model!r}: its tokenizer has {tok.vocab} tokens (+1 MASK), its embedding "
+                         f"{vocab} rows; the file does not describe one model")
+    return tok
 
 
 # what `--model` accepts, for the messages that refuse anything else
@@ -132,7 +146,7 @@ def _embed_folder(model: str, data: str, tokenizer: str | None, max_sequences: i
 
 
 def embed_data(model: str, data: str, tokenizer: str | None, max_sequences: int, seed: int, out: Path,
-               pooling: str | None = None) -> np.ndarray:
+               pooling: str | None = None, drop_bad_rows: bool = False) -> np.ndarray:
     """Every layer's hidden states of a model on numeric `data` (see `corpus.build`), saved as out (.npz, array
     `hidden` [L + 1, rows, d]); returns `hidden`. `model`:
     - a checkpoint from `train_model`: its own tokenizer (`tokenizer`, if given, must name the same); windows
@@ -142,7 +156,8 @@ def embed_data(model: str, data: str, tokenizer: str | None, max_sequences: int,
       "mean" / "first" / "last"), out also holding `series_index` and `token_position` [rows] and `scale`
       [series];
     - 'minilm' or a BERT / GPT-2 family folder: real series serialized as digit strings, a row per token.
-    A path that is neither a file nor a folder with config.json is a ValueError naming what is accepted."""
+    A path that is neither a file nor a folder with config.json is a ValueError naming what is accepted.
+    drop_bad_rows: drop CSV rows with a non-numeric cell instead of refusing them."""
     max_sequences = V.positive_int("max_sequences", max_sequences)
     out = check_output(out, ".npz")
     if pooling not in (None, "mean", "first", "last"):
@@ -165,8 +180,8 @@ def embed_data(model: str, data: str, tokenizer: str | None, max_sequences: int,
         if not path.exists():
             raise ValueError(f"checkpoint {model!r}: no such file or folder; --model takes {MODELS_HELP}")
         params, config, meta = checkpoint.load(model)
-        tok = _checkpoint_tokenizer(meta, tokenizer, model)
-        built = corpus.build(data, tok, jax.random.PRNGKey(seed), seq_len=config.max_len)
+        tok = _checkpoint_tokenizer(meta, tokenizer, model, config.vocab)
+        built = corpus.build(data, tok, jax.random.PRNGKey(seed), seq_len=config.max_len, drop_bad_rows=drop_bad_rows)
         hidden = tf.hidden_states(params, config, built.sequences[:max_sequences])  # [n, L+1, T, d]
         hidden = np.moveaxis(hidden, 1, 0).reshape(hidden.shape[1], -1, hidden.shape[-1])  # [L+1, n·T, d]
     write_npz(out, hidden=hidden)

@@ -44,6 +44,9 @@ def load(path: str | Path) -> Model:
     elif kind == "t5" and "chronos_config" in cfg:
         tok = MeanScaleUniformBins.from_chronos_config(cfg["chronos_config"])
         params, config = t5.load_folder(path, max_len=tok.max_len)
+        if not isinstance(tok.n_tokens, int) or tok.n_tokens > config.vocab:  # its bins index the embedding
+            raise ValueError(f"{str(path / F.CONFIG)!r}: chronos_config n_tokens {tok.n_tokens!r} exceeds the "
+                             f"model's vocab_size {config.vocab}")
         return Model(params, config, tok)
     elif kind == "t5":
         params, config = t5.load_folder(path, max_len=cfg.get("n_positions") or 512)

@@ -84,7 +84,7 @@ def params_from_bert(tensors: dict[str, np.ndarray] | F.Tensors, config: tf.Conf
 
 def load_folder(path: Path) -> tuple[tf.Params, tf.Config]:
     """A BERT checkpoint folder -> (params, config)."""
-    config = config_from_bert(F.read_config(path))
+    config = F.check_config(config_from_bert(F.read_config(path)), path)
     return params_from_bert(F.Tensors(F.read_tensors(path), path, prefix="bert."), config), config
 
 

@@ -122,12 +122,11 @@ def embed_series(model: Model | tuple | str | Path, series: npt.ArrayLike | list
 
 
 def _read_texts(path: Path) -> list[str]:
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise ValueError(f"--text {str(path)!r}: no such file") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise ValueError(f"--text {str(path)!r} could not be read as UTF-8 text: {err}") from None
+    """The non-blank lines of a text file: a regular file (a FIFO or /dev/zero is refused at once) of UTF-8
+    within the bound text_mb (`isojax.inputs.read_text`)."""
+    from isojax import inputs
+
+    lines = inputs.read_text(path, f"--text {str(path)!r}").splitlines()
     texts = [line for line in lines if line.strip()]
     if not texts:
         raise ValueError(f"--text {str(path)!r} holds no sentence (one per line)")

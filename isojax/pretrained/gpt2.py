@@ -57,5 +57,5 @@ def params_from_gpt2(t: F.Tensors, config: tf.Config) -> tf.Params:
 
 def load_folder(path: Path) -> tuple[tf.Params, tf.Config]:
     """A GPT-2 checkpoint folder -> (params, config)."""
-    config = config_from_gpt2(F.read_config(path))
+    config = F.check_config(config_from_gpt2(F.read_config(path)), path)
     return params_from_gpt2(F.Tensors(F.read_tensors(path), path, prefix="transformer."), config), config

@@ -70,5 +70,5 @@ def params_from_t5(t: F.Tensors, config: tf.Config) -> tf.Params:
 
 def load_folder(path: Path, max_len: int) -> tuple[tf.Params, tf.Config]:
     """A T5 checkpoint folder -> (params, config) of its encoder."""
-    config = config_from_t5(F.read_config(path), max_len)
+    config = F.check_config(config_from_t5(F.read_config(path), max_len), path)
     return params_from_t5(F.Tensors(F.read_tensors(path), path), config), config

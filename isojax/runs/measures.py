@@ -40,11 +40,12 @@ def _families(grid: dict[str, list]) -> dict:
             for f in families}
 
 
-def measures_sweep(grid: dict[str, list], out: Path, seed: int = 0) -> list[dict]:
+def measures_sweep(grid: dict[str, list], out: Path, seed: int = 0, force: bool = False) -> list[dict]:
     """Every isotropy measure over a grid of family, n, d, knob and replicate -> the rows of out (CSV). A family
     registered with `distributions.register_family` is swept like a built-in one; its sampler's code is part
-    of the table's identity, so a table is never resumed by a changed sampler."""
+    of the table's identity, so a table is never resumed by a changed sampler. force: replace files derived
+    from out (out.json, out.digests) that isojax did not write."""
     families = _families(grid)
     out = check_output(out, ".csv")
     return sweep.run_sweep(measures_cell, grid, out, seed=seed, name="isotropy_measures",
-                           extra_config={"families": families})
+                           extra_config={"families": families}, force=force)

@@ -15,7 +15,13 @@ whether the table is complete, and the provenance (package versions, git commit,
   newline, and only while the sidecar says the table is still being written (what a SIGKILL mid-append
   leaves). Any other defect is refused.
 - One writer per table: `exclusive_lock` holds `<table>.lock` (fcntl.flock, non-blocking); a second writer
-  fails at once with `TableLockedError`.
+  fails at once with `TableLockedError`. A `<table>.lock` that is not an isojax lock file is refused, never
+  overwritten.
+- Every row is protected by a digest (`row_digest`: SHA-256 of its text fields, salted by the configuration
+  digest) that the sidecar records (`row_sha256`, in file order); `read_table` refuses a table whose rows do
+  not match, naming the first bad line (a value edited or nan-ed by hand, a row added, removed or moved, another
+  table's rows under this sidecar). While a sweep writes a table, the digests of its rows are appended to
+  `<table>.digests` before the rows themselves (`isojax.runs._store`).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import fcntl
+import hashlib
 import io
 import json
 import os
@@ -35,10 +42,12 @@ from pathlib import Path
 import numpy as np
 
 from isojax.runs.keys import digest
+from isojax.runs.outputs import staged
 
-__all__ = ["TableLockedError", "append_text", "atomic_write", "column_types", "config_hash", "csv_lines",
-           "exclusive_lock", "format_value", "git_commit", "machine", "noting", "parse_value", "provenance",
-           "read_sidecar", "read_table", "read_text_rows", "rows_text", "save_table", "sidecar_path",
+__all__ = ["TableLockedError", "append_text", "atomic_write", "check_row_digests", "column_types", "config_hash",
+           "csv_lines", "exclusive_lock", "format_value", "git_commit", "is_isojax_sidecar", "is_isojax_table",
+           "machine", "noting", "parse_value", "provenance", "read_sidecar", "read_table", "read_text_rows",
+           "row_digest", "rows_text", "save_table", "sidecar_path", "sidecar_text", "table_text",
            "truncate_torn_tail", "value_kind", "versions", "write_sidecar"]
 
 _INT = re.compile(r"-?\d+")
@@ -171,14 +180,11 @@ def parse_value(text: str, kind: str | None = None) -> int | float | bool | str:
 # ----------------------------------------------------------------------------------------- writing
 
 def atomic_write(path: Path | str, text: str) -> None:
-    """Write text to path through a temporary file and a rename, so a reader never sees half a file."""
-    path = Path(path)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with open(tmp, "w") as f:
+    """Write text to path through a temporary file with a unique name beside it and a rename, so a reader
+    never sees half a file; on any failure (a full disk, an interrupt) the temporary file is removed and path
+    is as it was (`isojax.runs.outputs.staged`)."""
+    with staged(Path(path)) as (tmp,), open(tmp, "w") as f:
         f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def csv_lines(records: list[list[str]]) -> str:
@@ -238,36 +244,112 @@ def sidecar_path(path: Path | str) -> Path:
     return path.with_name(path.name + ".json")
 
 
-def write_sidecar(path: Path | str, config: dict, complete: bool, columns: dict | None = None, **extra) -> Path:
-    """Write the table's JSON sidecar (atomically): config, its digest, column types, completeness, provenance."""
+def sidecar_text(config: dict, complete: bool, columns: dict | None = None, **extra) -> str:
+    """The JSON text of a table's sidecar: config, its digest, column types, completeness, `extra`, provenance."""
     meta = {"config": config, "config_hash": config_hash(config), "complete": complete,
             "columns": columns, **extra, **provenance()}
-    atomic_write(sidecar_path(path), json.dumps(meta, indent=2, default=str))
+    return json.dumps(meta, indent=2, default=str)
+
+
+def write_sidecar(path: Path | str, config: dict, complete: bool, columns: dict | None = None, **extra) -> Path:
+    """Write the table's JSON sidecar (atomically): config, its digest, column types, completeness, provenance."""
+    atomic_write(sidecar_path(path), sidecar_text(config, complete, columns, **extra))
     return sidecar_path(path)
 
 
 def read_sidecar(path: Path | str) -> dict | None:
-    """The sidecar of a table as a dict, or None if there is none. Raises ValueError if it is not JSON."""
+    """The sidecar of a table as a dict, or None if there is none. Raises ValueError if it is not a JSON object
+    (or larger than the bound text_mb)."""
+    from isojax import inputs
+
     side = sidecar_path(path)
     if not side.exists():
         return None
     try:
-        return json.loads(side.read_text())
+        meta = json.loads(inputs.read_text(side, f"sidecar {str(side)!r}"))
     except json.JSONDecodeError as err:
         raise ValueError(f"{str(side)!r} is not a valid sidecar ({err}); remove it and its table") from err
+    if not isinstance(meta, dict):
+        raise ValueError(f"{str(side)!r} is not a valid sidecar (not a JSON object); remove it and its table")
+    return meta
+
+
+def is_isojax_sidecar(path: Path | str) -> bool:
+    """Whether the file at path (a `<table>.json`) is a sidecar isojax wrote: a JSON object with a configuration
+    digest and the isojax version. A missing or unreadable file is not."""
+    from isojax import inputs
+
+    try:
+        meta = json.loads(inputs.read_text(path, f"sidecar {str(path)!r}"))
+    except (ValueError, OSError):  # missing, not a regular file, too large, not UTF-8 or not JSON
+        return False
+    return (isinstance(meta, dict) and isinstance(meta.get("config_hash"), str)
+            and isinstance(meta.get("versions"), dict) and "isojax" in meta["versions"])
+
+
+def is_isojax_table(path: Path | str) -> bool:
+    """Whether the table at path is one isojax wrote and nobody changed since: its sidecar is isojax's and
+    every row matches the digest the sidecar records. A missing or unreadable table is not."""
+    try:
+        meta = read_sidecar(path) if is_isojax_sidecar(sidecar_path(path)) else None
+        if meta is None or "row_sha256" not in meta:
+            return False
+        check_row_digests(path, meta, read_text_rows(path)[1])
+    except (ValueError, OSError, UnicodeDecodeError):
+        return False
+    return True
+
+
+def row_digest(table_hash: str, fields: list[str]) -> str:
+    """16 hex digits of SHA-256 over a row's text fields (exactly as on disk), salted by its table's
+    configuration digest, so a value edited by hand, a row moved to another cell, or another table's rows under
+    this table's sidecar no longer match."""
+    return hashlib.sha256("\x1f".join([table_hash, *fields]).encode()).hexdigest()[:16]
+
+
+def table_text(rows: list[dict], config: dict, **extra) -> tuple[str, str]:
+    """(CSV text, sidecar text) of a complete table of rows (dicts with the same keys; a "cell" column is
+    added if missing; sorted by cell): the sidecar records the column types and each row's `row_digest`."""
+    rows = [{"cell": i, **r} if "cell" not in r else r for i, r in enumerate(rows)]
+    rows = sorted(rows, key=lambda r: int(r["cell"]))
+    columns = list(rows[0]) if rows else ["cell"]
+    for row in rows:
+        if list(row) != columns:
+            raise ValueError(f"a row has columns {list(row)}, the table {columns}")
+    records = [[format_value(row[c]) for c in columns] for row in rows]
+    table_hash = config_hash(config)
+    side = sidecar_text(config, complete=True, columns=column_types(rows) if rows else {"cell": "int"},
+                        row_sha256=[row_digest(table_hash, r) for r in records], **extra)
+    return csv_lines([columns, *records]), side
 
 
 def save_table(rows: list[dict], out: Path | str, config: dict) -> Path:
     """Write rows (dicts with the same keys; a "cell" column is added if missing; sorted by cell) as a CSV plus
-    its JSON sidecar (config, column types, versions, commit), each atomically."""
+    its JSON sidecar (config, column types, each row's digest, versions, commit): both written to temporary
+    files and renamed together, so neither is ever half-written."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    rows = [{"cell": i, **r} if "cell" not in r else r for i, r in enumerate(rows)]
-    rows = sorted(rows, key=lambda r: int(r["cell"]))
-    columns = list(rows[0]) if rows else ["cell"]
-    atomic_write(out, csv_lines([columns]) + rows_text(rows, columns))
-    write_sidecar(out, config, complete=True, columns=column_types(rows) if rows else {"cell": "int"})
+    table, side = table_text(rows, config)
+    with staged(out, sidecar_path(out)) as (tmp_table, tmp_side):
+        tmp_table.write_text(table)
+        tmp_side.write_text(side)
     return out
+
+
+def check_row_digests(path: Path | str, meta: dict, rows: list[tuple[int, list[str]]]) -> None:
+    """Refuse (ValueError naming the file and the first bad line) a table whose rows do not match the digests
+    its sidecar records (`row_sha256`, one per row in file order): a value edited or nan-ed by hand, a row
+    added, removed or moved, or another table's rows under this sidecar."""
+    digests = meta.get("row_sha256")
+    if not isinstance(digests, list):
+        raise ValueError(f"{str(path)!r}: its sidecar records no row digests")
+    table_hash = meta.get("config_hash", "")
+    for j, (line, fields) in enumerate(rows):
+        if j >= len(digests) or row_digest(table_hash, fields) != digests[j]:
+            raise ValueError(f"{str(path)!r}: line {line} does not match its digest in the sidecar: the table was "
+                             "edited or is another table's; remove it (and its .json) or restore it")
+    if len(rows) < len(digests):
+        raise ValueError(f"{str(path)!r}: the sidecar records {len(digests)} rows, the table has {len(rows)} (rows "
+                         f"removed after line {rows[-1][0] if rows else 1})")
 
 
 # ----------------------------------------------------------------------------------------- reading
@@ -298,10 +380,13 @@ def read_table(path: Path | str) -> list[dict]:
     """Rows of a results table as dicts of typed values (the module docstring gives the typing rule).
 
     Raises ValueError naming the file and line for a value that does not parse as its column's type, or a
-    malformed line. A final line without its newline is dropped only while the sidecar says the table is
-    still being written (a sweep killed mid-append)."""
+    malformed line, and (when the sidecar records row digests, as every table isojax writes does) a row that
+    does not match its digest. A final line without its newline is dropped only while the sidecar says the
+    table is still being written (a sweep killed mid-append)."""
     meta = read_sidecar(path) or {}
     header, rows = read_text_rows(path, allow_torn_tail=meta.get("complete") is False)
+    if "row_sha256" in meta:
+        check_row_digests(path, meta, rows)
     types = meta.get("columns") or {}
     kinds = [types.get(name) for name in header]
     out = []
@@ -313,11 +398,24 @@ def read_table(path: Path | str) -> list[dict]:
     return out
 
 
+def _check_lock_file(lock: Path) -> None:
+    """A lock file left by isojax is a regular file holding nothing or a process id; anything else is the
+    user's own file, which the lock would truncate and remove: refused."""
+    if not lock.exists() and not lock.is_symlink():
+        return
+    if lock.is_symlink() or not lock.is_file() or lock.stat().st_size > 32:
+        raise ValueError(f"{str(lock)!r} exists and is not an isojax lock file; move it away")
+    text = lock.read_bytes().strip()
+    if text and not (text.isascii() and text.isdigit()):
+        raise ValueError(f"{str(lock)!r} exists and is not an isojax lock file; move it away")
+
+
 @contextlib.contextmanager
 def exclusive_lock(path: Path | str) -> Iterator[Path]:
     """Hold `<path>.lock` exclusively while the block runs; raise TableLockedError at once if another
     process holds it. The lock file is removed on release, so nothing is left behind."""
     lock = Path(path).with_name(Path(path).name + ".lock")
+    _check_lock_file(lock)
     for _ in range(100):
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
         try:

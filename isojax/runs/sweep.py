@@ -17,15 +17,14 @@
   configuration after validating every row, and refuses anything else before writing anything, naming the
   fields that differ (`config_difference`). The sidecar also records where the cell was defined.
   Finished chunks are appended as complete lines (O(chunk)); the end sorts the table by cell (atomically).
-- SIGINT (Ctrl-C) lets the current chunk finish and be stored, then raises KeyboardInterrupt.
+- SIGINT (Ctrl-C), SIGTERM and SIGHUP let the current chunk finish and be stored, then raise
+  `signals.Interrupted` (a KeyboardInterrupt); the lock is released on the way out.
 """
 
 from __future__ import annotations
 
 import contextlib
 import itertools
-import signal
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -36,7 +35,7 @@ from jax.experimental import multihost_utils
 import isojax
 from isojax import _validate as V
 from isojax.runs import _store as store
-from isojax.runs import devices, results
+from isojax.runs import devices, results, signals
 from isojax.runs._identity import cell_identity, config_difference
 
 __all__ = ["BATCHING", "cell_identity", "cells", "config_difference", "run_sweep"]
@@ -122,21 +121,6 @@ def _rows(ids: list[int], all_cells: list[dict], result: dict) -> list[dict]:
     return rows
 
 
-@contextlib.contextmanager
-def _deferred_sigint():
-    """While the block runs, SIGINT only sets a flag (checked between chunks), so that an interrupt never
-    lands inside a running XLA program (which crashed the process) or between a chunk's compute and store."""
-    flag = {"hit": False}
-    if threading.current_thread() is not threading.main_thread():
-        yield flag
-        return
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: flag.update(hit=True))
-    try:
-        yield flag
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
 def _stop_all(interrupted: bool, error: Exception | None) -> tuple[bool, bool]:
     """After each chunk: whether any process got SIGINT, and whether the writer failed to store, so that
     every process stops after the same chunk (a lone process leaving would leave the others waiting)."""
@@ -204,7 +188,8 @@ def _chunks(fn, grid: dict, groups: dict, chunk: int, batching: str):
 
 def run_sweep(fn: Callable[..., dict], grid: dict[str, list], out: Path | str, seed: int = 0, per_device: int = 16,
               name: str | None = None, progress: bool = True, extra_config: dict | None = None,
-              vmapped: tuple[str, ...] = ("replicate",), cell_batching: str = "auto") -> list[dict]:
+              vmapped: tuple[str, ...] = ("replicate",), cell_batching: str = "auto",
+              force: bool = False) -> list[dict]:
     """Evaluate `fn(key, **cell) -> dict of scalars or arrays` on every cell of `grid`; write `out` (CSV)
     and `out`.json. Returns the rows, sorted by cell, typed as `results.read_table` types them.
 
@@ -212,12 +197,13 @@ def run_sweep(fn: Callable[..., dict], grid: dict[str, list], out: Path | str, s
     table of another configuration (naming the fields that differ), or one with rows outside the grid,
     disagreeing with it or unparseable;
     TableLockedError if another process is writing `out`. `cell_batching`: "auto" (serial on CPU, vectorised
-    elsewhere), "serial" or "vectorised". Raises KeyboardInterrupt after storing the chunk that SIGINT
-    interrupted.
+    elsewhere), "serial" or "vectorised". SIGINT, SIGTERM or SIGHUP: the current chunk is finished and stored,
+    then `signals.Interrupted` (a KeyboardInterrupt carrying the signal) is raised; the lock is released.
+    Files derived from `out` (`out`.json, `out`.digests) that isojax did not write are refused unless `force`.
     """
     all_cells, batching, config = _plan(fn, grid, seed, per_device, name, extra_config, cell_batching)
     out = Path(out)
-    table = store.SweepTable(out, config, all_cells, list(grid))
+    table = store.SweepTable(out, config, all_cells, list(grid), force=force)
     writer = jax.process_index() == 0  # one writer: it holds the lock and writes; the others compute
     computed: list[dict] = []
     with contextlib.ExitStack() as stack:
@@ -231,7 +217,7 @@ def run_sweep(fn: Callable[..., dict], grid: dict[str, list], out: Path | str, s
         if progress and writer:
             from tqdm.auto import tqdm
             bar = stack.enter_context(tqdm(total=len(all_cells), initial=len(done), desc=config["name"], unit="cell"))
-        flag = stack.enter_context(_deferred_sigint())
+        flag = stack.enter_context(signals.deferred())
         groups = _groups(all_cells, done, vmapped)
         for program, dynamic, ids in _chunks(fn, grid, groups, sharding.mesh.size * per_device, batching):
             result = _run_chunk(program, ids, all_cells, dynamic, base, sharding, per_device)
@@ -242,14 +228,14 @@ def run_sweep(fn: Callable[..., dict], grid: dict[str, list], out: Path | str, s
                 error = err
             if bar is not None:
                 bar.update(len(ids))
-            interrupted, failed = _stop_all(flag["hit"], error)
+            interrupted, failed = _stop_all(flag.hit, error)
             if error is not None:
                 raise error
             if failed:
                 raise RuntimeError(f"process 0 could not store a chunk of {str(out)!r} (see its error message)")
             if interrupted:
-                raise KeyboardInterrupt(f"sweep {config['name']!r} interrupted; {str(out)!r} holds the finished "
-                                        "cells and a rerun resumes it")
+                raise flag.interrupted(f"sweep {config['name']!r} interrupted; {str(out)!r} holds the finished "
+                                       "cells and a rerun resumes it")
         finished = table.finish() if writer else None
     if jax.process_count() > 1:
         multihost_utils.sync_global_devices("isojax sweep finished")  # the writer has finished the table

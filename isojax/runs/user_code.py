@@ -113,10 +113,10 @@ def check_cell(fn: Callable, grid: dict[str, list], flag: str = "--cell") -> Non
 
 
 def sweep_cell(cell: str, grid: dict[str, list], out: Path, seed: int = 0,
-               imports: list[str] | None = None) -> list[dict]:
+               imports: list[str] | None = None, force: bool = False) -> list[dict]:
     """`isojax sweep --cell MODULE:NAME`: import `imports`, load the cell function, check that it fits the
     grid, and sweep it into `out` (.csv; resumable, see `isojax.runs.sweep.run_sweep`; the table is named
-    after the function). -> the rows"""
+    after the function; force: replace derived files isojax did not write). -> the rows"""
     from isojax.runs import sweep
     from isojax.runs.outputs import check_output
 
@@ -125,4 +125,4 @@ def sweep_cell(cell: str, grid: dict[str, list], out: Path, seed: int = 0,
     fn = load_object(cell)
     check_cell(fn, grid)
     out = check_output(out, ".csv")
-    return sweep.run_sweep(fn, grid, out, seed=seed, name=getattr(fn, "__name__", "cell"))
+    return sweep.run_sweep(fn, grid, out, seed=seed, name=getattr(fn, "__name__", "cell"), force=force)
