@@ -54,6 +54,9 @@ def registry(monkeypatch):
     monkeypatch.setattr(sys, "path", list(sys.path))
     for name in ("my_families", "my_cells"):
         monkeypatch.delitem(sys.modules, name, raising=False)
+    yield
+    for name in ("my_families", "my_cells"):  # imported by the test: not left for the next test in this process
+        sys.modules.pop(name, None)
 
 
 def _ring(key, n, d, knob):

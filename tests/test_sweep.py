@@ -304,6 +304,7 @@ def test_a_table_made_by_a_script_resumes_from_a_notebook_importing_it_and_back(
     assert script["my_cell"].__module__ == "__main__"
     made = out.read_bytes()
     monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "my_cells", raising=False)  # another test's my_cells, imported before
     notebook = importlib.import_module("my_cells")  # a notebook's `import my_cells`
     assert notebook.my_cell.__module__ == "my_cells"
     assert sweep.cell_identity(notebook.my_cell) == sweep.cell_identity(script["my_cell"])
