@@ -8,6 +8,9 @@ import sys
 
 import pytest
 
+# Run in the float32 pass only (README: "Tests"): files, processes and tables, with no dtype-specific path.
+pytestmark = pytest.mark.float32_only
+
 sys.path.insert(0, str(__import__("tests.conftest", fromlist=["ROOT"]).ROOT / "docs"))
 from make_api import public_modules  # noqa: E402
 

@@ -6,6 +6,9 @@ import pytest
 
 from isojax.data import corpus, files, real
 
+# Run in the float32 pass only (README: "Tests"): files, processes and tables, with no dtype-specific path.
+pytestmark = pytest.mark.float32_only
+
 KEY = jax.random.PRNGKey(0)
 
 

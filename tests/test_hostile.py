@@ -16,6 +16,9 @@ from isojax.isotropy import files
 from isojax.models import cache, checkpoint, commands
 from isojax.runs import measures
 
+# Run in the float32 pass only (README: "Tests"): files, processes and tables, with no dtype-specific path.
+pytestmark = pytest.mark.float32_only
+
 KEY = jax.random.PRNGKey(0)
 
 

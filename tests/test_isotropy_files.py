@@ -6,6 +6,9 @@ import pytest
 from isojax import isotropy
 from isojax.isotropy import files
 
+# Run in the float32 pass only (README: "Tests"): files, processes and tables, with no dtype-specific path.
+pytestmark = pytest.mark.float32_only
+
 
 def test_read_hidden_layouts_and_refusals(tmp_path):
     x = np.arange(24.0).reshape(2, 3, 4)

@@ -3,9 +3,13 @@ import sys
 
 import jax
 import numpy as np
+import pytest
 
 from isojax.runs import keys
 from tests.conftest import subprocess_env
+
+# Run in the float32 pass only (README: "Tests"): files, processes and tables, with no dtype-specific path.
+pytestmark = pytest.mark.float32_only
 
 
 def test_digest_is_stable_across_processes_and_key_order():

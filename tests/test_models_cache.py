@@ -6,8 +6,12 @@ import warnings
 
 import jax
 import numpy as np
+import pytest
 
 from isojax.models import cache, checkpoint, ensemble, training
+
+# Run in the float32 pass only (README: "Tests"): files, processes and tables, with no dtype-specific path.
+pytestmark = pytest.mark.float32_only
 
 BASE = jax.random.PRNGKey(5)
 RUNS = [ensemble.NumericRun("a", "gp:rbf_0.1", "bins", "decoder"),

@@ -10,6 +10,9 @@ import isojax
 from isojax import transformer as tf
 from isojax.models import checkpoint
 
+# Run in the float32 pass only (README: "Tests"): files, processes and tables, with no dtype-specific path.
+pytestmark = pytest.mark.float32_only
+
 KEY = jax.random.PRNGKey(0)
 CFG = tf.Config(vocab=7, d_model=8, heads=2, layers=2, mlp=16, max_len=8, causal=False)
 

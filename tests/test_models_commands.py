@@ -10,6 +10,9 @@ from isojax import forecast as fc
 from isojax.models import checkpoint, commands, ensemble, training
 from isojax.runs import results
 
+# Run in the float32 pass only (README: "Tests"): files, processes and tables, with no dtype-specific path.
+pytestmark = pytest.mark.float32_only
+
 
 def test_train_model_saves_nothing_when_training_diverges(tmp_path, monkeypatch):
     real = training.train

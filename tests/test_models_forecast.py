@@ -9,6 +9,9 @@ import pytest
 from isojax import transformer as tf
 from isojax.models import forecast
 
+# Run in the float32 pass only (README: "Tests"): files, processes and tables, with no dtype-specific path.
+pytestmark = pytest.mark.float32_only
+
 KEY = jax.random.PRNGKey(0)
 
 

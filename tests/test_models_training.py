@@ -32,6 +32,7 @@ def _leaves(params):
     return [np.asarray(x) for x in jax.tree.leaves(params)]
 
 
+@pytest.mark.float32_only  # learning, not rounding: the float64 pass checks the engines' arithmetic below
 def test_training_beats_unigram_and_approaches_entropy_rate():
     t = teacher.make_teacher(KEY, vocab=16, dim=16, order=1)
     seqs = teacher.sample_sequences(jax.random.PRNGKey(1), t, 1024, 32)
@@ -96,6 +97,7 @@ def test_ensemble_equals_one_at_a_time(causal):
             np.testing.assert_allclose(got.losses[:10], losses[:10], rtol=1e-4)
 
 
+@pytest.mark.float32_only  # dtype-independent; the float64 pass checks the engines' arithmetic (the two tests above)
 def test_a_run_does_not_depend_on_its_companions_order_or_chunking():
     config = tf.Config(**SMALL)
     runs = _runs(5)
@@ -113,6 +115,7 @@ def test_a_run_does_not_depend_on_its_companions_order_or_chunking():
     assert set(base[0].saved) == {5}
 
 
+@pytest.mark.float32_only  # dtype-independent; the float64 pass checks the engines' arithmetic (the two tests above)
 def test_the_penalty_weight_is_per_run_and_moves_isotropy():
     config = tf.Config(**SMALL)
     tcfg = T.TrainConfig(steps=30, batch=8, lr=1e-2, warmup=3, penalty_layers=(1, 2))
@@ -129,6 +132,7 @@ def test_the_penalty_weight_is_per_run_and_moves_isotropy():
     assert iso[0] < iso[1] < iso[2]  # pushed away from, then towards, isotropy
 
 
+@pytest.mark.float32_only  # dtype-independent; the float64 pass checks the engines' arithmetic (the two tests above)
 def test_one_program_serves_every_call_of_a_shape():
     config = tf.Config(**SMALL)
     tcfg = T.TrainConfig(steps=4, batch=8, warmup=1)
@@ -142,6 +146,7 @@ def test_one_program_serves_every_call_of_a_shape():
     assert program._cache_size() == 1
 
 
+@pytest.mark.float32_only  # dtype-independent; the float64 pass checks the engines' arithmetic (the two tests above)
 def test_a_broken_head_changes_the_trained_models_loss(monkeypatch):
     """The loss runs the verified head: breaking `head.log_probs` (no log Z) must change what training sees."""
     config = tf.Config(**{**SMALL, "vocab": 14})  # a config of its own: no compiled program is reused

@@ -3,8 +3,12 @@ import sys
 
 import matplotlib as mpl
 import matplotlib.pyplot as plt
+import pytest
 
 from tests.conftest import subprocess_env
+
+# Run in the float32 pass only (README: "Tests"): files, processes and tables, with no dtype-specific path.
+pytestmark = pytest.mark.float32_only
 
 
 def test_importing_isojax_plots_changes_no_global_state():

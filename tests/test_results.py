@@ -11,6 +11,9 @@ import pytest
 
 from isojax.runs import keys, results
 
+# Run in the float32 pass only (README: "Tests"): files, processes and tables, with no dtype-specific path.
+pytestmark = pytest.mark.float32_only
+
 
 def test_table_round_trips_typed_values_text_with_commas_and_quotes(tmp_path):
     rows = [{"scope": "within dataset, mean", "note": 'a "quoted" word', "value": 0.1, "n": 3, "ok": True}]

@@ -6,6 +6,9 @@ import pytest
 
 from isojax.runs import outputs
 
+# Run in the float32 pass only (README: "Tests"): files, processes and tables, with no dtype-specific path.
+pytestmark = pytest.mark.float32_only
+
 
 def test_check_output_accepts_new_and_existing_files_and_creates_nothing(tmp_path):
     assert outputs.check_output(tmp_path / "a" / "b" / "t.csv", ".csv") == tmp_path / "a" / "b" / "t.csv"

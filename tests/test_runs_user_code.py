@@ -13,6 +13,9 @@ from isojax import cli, distributions, isotropy
 from isojax.runs import measures, user_code
 from isojax.runs.results import read_table
 
+# Run in the float32 pass only (README: "Tests"): files, processes and tables, with no dtype-specific path.
+pytestmark = pytest.mark.float32_only
+
 KEY = jax.random.PRNGKey(0)
 
 # a researcher's file: a family registered at import, and a cell of their own

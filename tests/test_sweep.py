@@ -15,6 +15,9 @@ from isojax.runs import results, sweep
 from tests import sweep_job
 from tests.conftest import device_env
 
+# Run in the float32 pass only (README: "Tests"): files, processes and tables, with no dtype-specific path.
+pytestmark = pytest.mark.float32_only
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
