@@ -28,10 +28,10 @@ MAPPINGS = ("seeds",)
 
 SIZES = {
     "tiny": dict(strengths=[-1.0, 0.0, 1.0], seeds={"gp:seasonality_24": 2}, steps=10,
-                 evaluation=dict(windows=4, samples=4, draws=200, rows=256)),
+                 evaluation=dict(windows=4, samples=4, draws=200, rows=256, boot=20)),
     # the same design, small: no power (a demonstration that fits the quick budget)
     "quick": dict(strengths=[-1.0, 0.0, 1.0], seeds={"gp:seasonality_24": 2, "real:sunspots": 2}, steps=100,
-                  evaluation=dict(windows=8, samples=8, draws=500, rows=512)),
+                  evaluation=dict(windows=8, samples=8, draws=500, rows=512, boot=100)),
     "full": dict(strengths=[-1.0, 0.0, 1.0], seeds={"gp:seasonality_24": 100, "real:sunspots": 63, "teacher": 3},
                  steps=400),
 }
@@ -190,6 +190,11 @@ def plot(out: Path, size: str = "quick") -> list[Path]:
             n = sorted({len(v) for v in values.values()})
             ax.errorbar(w, mean, half, fmt="o-", color=f"C{j}", capsize=2,
                         label=f"{source} ({'/'.join(map(str, n))} seeds per arm)")
+    layers = results.read_table(out / "results" / "intervention_layers.csv")
+    null = [r["isoscore_null"] for r in layers if r["layer"] > 0 and r.get("isoscore_null", "") != ""]
+    if null:  # every run measured on the same rows: one isotropic reference for the panel
+        axes[0, 0].axhline(float(np.mean(null)), color="0.5", ls="--", lw=0.6,
+                           label="isotropic Gaussian, same n and d")
     for ax, measure in zip(axes[0], MEASURES, strict=True):
         ax.set_ylabel(MEASURES[measure])
         ax.set_xlabel("penalty strength w (> 0: towards isotropy)")

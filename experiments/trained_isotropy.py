@@ -42,10 +42,22 @@ DESIGN_UNIT = 0.0543
 TARGET = float(np.log(1.2))  # the effect the design is powered for: NMSE × 1.2 per unit
 
 
-MEASURES = ("isoscore_last", "clustered_cosine_last", "isoscore_mean")
+MEASURES = ("isoscore_last", "clustered_cosine_last", "isoscore_mean", "isoscore_last_rel")
 # what each measure measures: the hypothesis "isotropy helps forecasting" predicts a negative slope of log NMSE
-# on an isotropy measure (IsoScore) and a positive one on an anisotropy measure (clustered cosine)
-DIRECTION = {"isoscore_last": "isotropy", "clustered_cosine_last": "anisotropy", "isoscore_mean": "isotropy"}
+# on an isotropy measure (IsoScore) and a positive one on an anisotropy measure (clustered cosine).
+# isoscore_last_rel is last-layer IsoScore relative to an isotropic Gaussian cloud of the same n and d (1 = as
+# isotropic as the null, 0 = one direction): with every run measured on the same rows it is an affine map of
+# the raw value and gives the same slope per sd; where a dataset is too short for the rows it corrects for n.
+DIRECTION = {"isoscore_last": "isotropy", "clustered_cosine_last": "anisotropy", "isoscore_mean": "isotropy",
+             "isoscore_last_rel": "isotropy"}
+# the last layer's uncertainty columns copied into the runs table (present when the evaluation's boot > 0)
+_EXTRA_SUFFIXES = ("low", "high", "null", "null_sd", "rel")
+
+
+def _last_layer_extras(last: dict) -> dict:
+    """{isoscore_last_low: ..., clustered_cosine_last_rel: ...} from the last layer's row, where measured."""
+    return {f"{m}_last_{suffix}": last[f"{m}_{suffix}"] for m in ("isoscore", "clustered_cosine")
+            for suffix in _EXTRA_SUFFIXES if f"{m}_{suffix}" in last}
 # forecast errors the slope is fitted to: the study's NMSE first, then scale-free and probabilistic ones
 OUTCOMES = ("nmse", "mase", "scaled_crps")
 
@@ -59,9 +71,9 @@ def _design(datasets, seeds, steps, evaluation=None):
 SIZES = {
     # three runs per dataset (a within-dataset Spearman ρ needs three) and two seeds per cell (the within slope)
     "tiny": dict(runs=[(d, t, a) for d in ("gp:rbf_0.1", "real:nile", "teacher") for t, a in VARIANTS[::3]],
-                 steps=10, seeds=[0, 1], evaluation=dict(windows=4, samples=4, draws=200, rows=256)),
+                 steps=10, seeds=[0, 1], evaluation=dict(windows=4, samples=4, draws=200, rows=256, boot=20)),
     # the same design, small: no power (a demonstration of the pipeline that fits the quick budget)
-    "quick": _design(CORE, [0, 1], 100, dict(windows=8, samples=8, draws=500, rows=512)),
+    "quick": _design(CORE, [0, 1], 100, dict(windows=8, samples=8, draws=500, rows=512, boot=100)),
     # the design the power analysis chose before it ran: 33 datasets × 4 variants × 5 seeds, within-cell slope
     "full": _design(DATASETS + SYNTH, range(5), 400),
 }
@@ -102,7 +114,8 @@ def compute(out: Path, size: str = "quick", seed: int = 0) -> list[Path]:
                         **e.forecast, "final_loss": e.final_loss, "head_partition_isotropy": e.head_partition_isotropy,
                         "clustered_cosine_last": per_layer[-1]["clustered_cosine"],
                         "isoscore_last": per_layer[-1]["isoscore"],
-                        "isoscore_mean": float(np.mean([p["isoscore"] for p in per_layer[1:]]))})
+                        "isoscore_mean": float(np.mean([p["isoscore"] for p in per_layer[1:]])),
+                        **_last_layer_extras(per_layer[-1])})
         layers_rows += [{"run": name, "seed": run.seed, **p} for p in per_layer]
         forecast_rows += [{"run": name, "seed": run.seed, "data": run.data, **r} for r in e.forecast_rows]
         if (run.tokenizer, run.arch) == VARIANTS[0] and run.data in PCA_SOURCES and run.seed == cfg["seeds"][0]:
@@ -163,6 +176,8 @@ def effect_rows(summary: list[dict], seed: int = 0, draws: int = 2000) -> list[d
             continue
         y = np.log([s[outcome] for s in summary])
         for m in MEASURES:
+            if m not in summary[0]:  # isoscore_last_rel: only where the runs were measured with their null
+                continue
             x = [s[m] for s in summary]
             sign = -1 if DIRECTION[m] == "isotropy" else 1
             fe = stats.fixed_effects(y, x, factors, data, draws=draws, seed=seed)
@@ -322,7 +337,10 @@ def by_layer_figures(summary: list[dict], layers_rows: list[dict], steps: int, f
     for measure, fname, ylabel in (("clustered_cosine", "t6_clustered_cosine_by_layer", "clustered cosine"),
                                    ("best_k", "t6_best_k_by_layer", "best k (1 = no clusters)"),
                                    ("isoscore", "t6_isoscore_by_layer", "IsoScore")):
-        fig, axes = plots.figure(len(groups), len(variants), width=plots.DOUBLE, height=2.0 * len(groups))
+        # one y-range for every panel: the panels are compared with each other
+        fig, axes = plots.figure(len(groups), len(variants), width=plots.DOUBLE, height=2.0 * len(groups),
+                                 sharey=True)
+        null = [r[f"{measure}_null"] for r in layers_rows if r.get(f"{measure}_null", "") != ""]
         for row, (group, sources) in enumerate(groups):
             for col, (tok, arch) in enumerate(variants):
                 ax = axes[row, col]
@@ -331,6 +349,9 @@ def by_layer_figures(summary: list[dict], layers_rows: list[dict], steps: int, f
                     vals = [r[measure] for r in layers_rows if r["run"] == run_name]
                     if vals:
                         ax.plot(range(len(vals)), vals, "o-", color=f"C{j % 10}", markersize=2)
+                if null:  # every run is measured on the same rows, so one null serves the panel
+                    ax.axhline(float(np.mean(null)), color="0.5", ls="--", lw=0.6,
+                               label="isotropic Gaussian, same n and d" if (row, col) == (0, 0) else None)
                 ax.xaxis.set_major_locator(MaxNLocator(integer=True))
                 ax.set_title(f"{LABEL[arch]}\n{LABEL[tok]}" if row == 0 else "")
                 ax.set_xlabel("layer" if row == len(groups) - 1 else "")
@@ -340,8 +361,8 @@ def by_layer_figures(summary: list[dict], layers_rows: list[dict], steps: int, f
                                                    else "–" for t, a in variants) + ")" for d in sources]
             axes[row, -1].legend(handles, labels, frameon=False, fontsize=5, loc="upper left",
                                  bbox_to_anchor=(1.02, 1.0), title="data (NMSE by column)", title_fontsize=5)
-        fig.suptitle(f"{ylabel} of each layer's hidden states (layer 0 = embeddings), {steps} training steps",
-                     fontsize=7)
+        fig.suptitle(f"{ylabel} of each layer's hidden states (layer 0 = embeddings), {steps} training steps"
+                     + ("; dashed: an isotropic Gaussian cloud of the same n and d" if null else ""), fontsize=7)
         paths += plots.save(fig, fig_dir, fname)
     return paths
 
@@ -385,6 +406,10 @@ def isotropy_vs_nmse_figure(summary: list[dict], corr: dict, within: dict, fig_d
             title += (f"\n{e['analysis']} slope of log NMSE per sd = {e['slope_per_sd']:.2f} "
                       f"[{e['ci_low_per_sd']:.2f}, {e['ci_high_per_sd']:.2f}], MDE {e['mde_per_sd']:.2f}; "
                       f"supports if {e['supports_if']}")
+        null = [s[f"{m}_null"] for s in summary if s.get(f"{m}_null", "") != ""]
+        if null:  # where an isotropic cloud of the same n and d sits on this axis
+            ax.axvline(float(np.mean(null)), color="0.5", ls="--", lw=0.6)
+            title += "\ndashed: isotropic Gaussian, same n and d"
         ax.set_title(title, fontsize=5)
         ax.set_xlabel({"isoscore_last": "IsoScore, last layer",
                        "clustered_cosine_last": "clustered cosine, last layer"}[m])

@@ -74,9 +74,16 @@ def _trained_isotropy(out):
     assert np.all(_floats(runs, "nmse") >= 0)
     assert {r["data"] for r in runs} == {"gp:rbf_0.1", "real:nile", "teacher"}
     assert {r["tokenizer"] for r in runs} == {"bins", "digits"}
+    for r in runs:  # every run measured on the same rows, with its interval and the isotropic null of that shape
+        assert r["isoscore_last_low"] <= r["isoscore_last"] <= r["isoscore_last_high"]
+        assert 0 < r["isoscore_last_null"] <= 1 and r["isoscore_last_null"] == runs[0]["isoscore_last_null"]
+        assert r["isoscore_last_rel"] == pytest.approx(r["isoscore_last"] / r["isoscore_last_null"], rel=1e-9)
     effects = _table(out, "trained_isotropy_effects.csv")
     within = [r for r in effects if r["analysis"] == "within cell" and r["outcome"] == "log nmse"]
-    assert {r["measure"] for r in within} == {"isoscore_last", "clustered_cosine_last", "isoscore_mean"}
+    assert {r["measure"] for r in within} == {"isoscore_last", "clustered_cosine_last", "isoscore_mean",
+                                              "isoscore_last_rel"}
+    by = {r["measure"]: r for r in within}  # the same rows for every run: the null-corrected slope per sd is the raw one
+    assert by["isoscore_last_rel"]["slope_per_sd"] == pytest.approx(by["isoscore_last"]["slope_per_sd"], rel=1e-6)
     for r in within:  # the design's analysis: a CR2 interval around the slope, clustered by dataset
         assert r["ci_low"] <= r["slope"] <= r["ci_high"] and r["clusters"] == 3 and r["mde"] > 0
     skill = {r["variant"]: r for r in _table(out, "trained_isotropy_skill.csv")}

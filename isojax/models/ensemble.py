@@ -94,7 +94,11 @@ def study_windows(series: list[np.ndarray], context: int, horizon: int, target: 
 class Evaluation:
     """How each run is evaluated: `windows` rolling-origin windows per dataset of `context` values (the model sees
     the last max_len - 1 tokens of each), forecasts `horizon` values ahead from `samples` sampled paths, scored
-    with `draws` bootstrap draws over windows; `rows` hidden-state rows per layer measured."""
+    with `draws` bootstrap draws over windows; `rows` hidden-state rows per layer measured, every run on the
+    same number where the data allow, so the measures mean the same thing across runs. `boot` > 0 adds each
+    layer measure's bootstrap interval over rows ({m}_low, {m}_high, `boot` resamples), the isotropic null of
+    the same n and d ({m}_null, {m}_null_sd) and the null-corrected value ({m}_rel: 1 = as isotropic as a
+    Gaussian cloud of that shape, 0 = one direction; `isotropy.layer_summary`); 0 leaves them out."""
 
     context: int = 64
     horizon: int = 16
@@ -102,10 +106,18 @@ class Evaluation:
     samples: int = 20
     draws: int = 1000
     rows: int = 1024
+    boot: int = 200
 
     def __post_init__(self):
         for name in ("context", "horizon", "windows", "samples", "draws", "rows"):
             V.positive_int(f"evaluation.{name}", getattr(self, name), 4 if name == "context" else 1)
+        V.positive_int("evaluation.boot", self.boot, 0)
+        if 0 < self.boot < 20:
+            raise ValueError(f"evaluation.boot must be 0 (no intervals) or at least 20, got {self.boot}")
+
+    def uncertainty(self) -> isotropy.Uncertainty | bool:
+        """The `uncertainty` argument of `isotropy.layer_summary` these settings ask for."""
+        return isotropy.Uncertainty(boot=self.boot) if self.boot else False
 
 
 def _summary(rows: list[dict]) -> dict:
@@ -132,7 +144,8 @@ def _evaluate(run: NumericRun, data: corpus.Corpus, config: tf.Config, trained: 
     hidden = tf.hidden_states(trained.params, config, ids)  # [m, L + 1, T, d]
     hidden = np.moveaxis(hidden, 1, 0).reshape(hidden.shape[1], -1, hidden.shape[-1])[:, :how.rows]
     per_layer = [{"layer": layer, "rows": hidden.shape[1],
-                  **isotropy.layer_summary(jnp.asarray(hidden[layer]), jax.random.fold_in(k_measure, layer))}
+                  **isotropy.layer_summary(jnp.asarray(hidden[layer]), jax.random.fold_in(k_measure, layer),
+                                           uncertainty=how.uncertainty())}
                  for layer in range(hidden.shape[0])]
     head_iso = float(isotropy.partition_isotropy(trained.params.lm_head[: data.tokenizer.vocab]))
     return Evaluated(run, _summary(rows), rows, float(np.mean(trained.losses[-20:])), head_iso, per_layer, hidden)
