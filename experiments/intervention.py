@@ -28,12 +28,12 @@ MAPPINGS = ("seeds",)
 
 SIZES = {
     "tiny": dict(strengths=[-1.0, 0.0, 1.0], seeds={"gp:seasonality_24": 2}, steps=10,
-                 evaluation=dict(windows=4, samples=4, draws=200, rows=256, boot=20)),
+                 evaluation=dict(windows=4, samples=4, draws=200, rows=256)),
     # the same design, small: no power (a demonstration that fits the quick budget)
     "quick": dict(strengths=[-1.0, 0.0, 1.0], seeds={"gp:seasonality_24": 2, "real:sunspots": 2}, steps=100,
                   evaluation=dict(windows=8, samples=8, draws=500, rows=512, boot=100)),
     "full": dict(strengths=[-1.0, 0.0, 1.0], seeds={"gp:seasonality_24": 100, "real:sunspots": 63, "teacher": 3},
-                 steps=400),
+                 steps=400, evaluation=dataclasses.asdict(ensemble.Evaluation(boot=200))),
 }
 
 

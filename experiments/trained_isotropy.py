@@ -75,7 +75,7 @@ SIZES = {
     # the same design, small: no power (a demonstration of the pipeline that fits the quick budget)
     "quick": _design(CORE, [0, 1], 100, dict(windows=8, samples=8, draws=500, rows=512, boot=100)),
     # the design the power analysis chose before it ran: 33 datasets × 4 variants × 5 seeds, within-cell slope
-    "full": _design(DATASETS + SYNTH, range(5), 400),
+    "full": _design(DATASETS + SYNTH, range(5), 400, dataclasses.asdict(ensemble.Evaluation(boot=200))),
 }
 
 
@@ -135,8 +135,8 @@ def compute(out: Path, size: str = "quick", seed: int = 0) -> list[Path]:
                                  {"name": "trained_isotropy_forecasts", "seed": seed,
                                   "evaluation": dataclasses.asdict(evaluation)})]
     nmse = [s["nmse"] for s in summary]
-    corr = {m: stats.spearman_bootstrap([s[m] for s in summary], nmse, seed) for m in MEASURES}
-    within = {m: stats.within_group_spearman(summary, m, "nmse", "data", seed) for m in MEASURES}
+    corr = {m: stats.spearman_bootstrap([s[m] for s in summary], nmse, seed) for m in _measured(summary)}
+    within = {m: stats.within_group_spearman(summary, m, "nmse", "data", seed) for m in _measured(summary)}
     tables.append(results.save_table(
         [{"measure": m, "scope": "pooled over runs", "spearman_rho": r, "ci_low": lo, "ci_high": hi,
           "runs": len(summary), "datasets": len({s["data"] for s in summary})} for m, (r, lo, hi) in corr.items()]
@@ -175,9 +175,7 @@ def effect_rows(summary: list[dict], seed: int = 0, draws: int = 2000) -> list[d
         if outcome not in summary[0]:
             continue
         y = np.log([s[outcome] for s in summary])
-        for m in MEASURES:
-            if m not in summary[0]:  # isoscore_last_rel: only where the runs were measured with their null
-                continue
+        for m in _measured(summary):
             x = [s[m] for s in summary]
             sign = -1 if DIRECTION[m] == "isotropy" else 1
             fe = stats.fixed_effects(y, x, factors, data, draws=draws, seed=seed)
@@ -229,15 +227,22 @@ def skill_rows(summary: list[dict]) -> list[dict]:
     return rows
 
 
+def _measured(summary: list[dict]) -> list[str]:
+    """The MEASURES the runs have: isoscore_last_rel only where they were measured with their null."""
+    return [m for m in MEASURES if m in summary[0]]
+
+
 def confound_rows(summary: list[dict]) -> list[dict]:
     """Share of the variance of each measure (and of log NMSE) explained by the dataset, and of what is left
     within datasets by the tokenizer, the architecture and the variant: a measure the tokenizer sets is
     confounded with everything else the tokenizer does to NMSE."""
     data = {"data": [s["data"] for s in summary]}
     by = {"tokenizer": {"tokenizer": [s["tokenizer"] for s in summary]},
-          "architecture": {"arch": [s["arch"] for s in summary]}, "variant": {"variant": _factors(summary)["variant"]}}
+          "architecture": {"arch": [s["arch"] for s in summary]}, "variant": {"variant": _factors(summary)["variant"]},
+          # the tokenizer's effect differing between datasets: what additive dataset and tokenizer effects leave
+          "dataset × tokenizer": {"data_tokenizer": [f"{s['data']}|{s['tokenizer']}" for s in summary]}}
     rows = []
-    for m in (*MEASURES, "log_nmse"):
+    for m in (*_measured(summary), "log_nmse"):
         y = np.log([s["nmse"] for s in summary]) if m == "log_nmse" else [s[m] for s in summary]
         rows.append({"measure": m, "factor": "dataset", "within": "all runs", "share": stats.variance_share(y, data)})
         rows += [{"measure": m, "factor": f, "within": "dataset", "share": stats.variance_share(y, fac, base=data)}
@@ -253,7 +258,7 @@ def by_tokenizer_rows(summary: list[dict]) -> list[dict]:
             sel = [s for s in summary if (s["data"], s["tokenizer"]) == (d, tok)]
             if sel:
                 rows.append({"data": d, "tokenizer": tok, "runs": len(sel),
-                             **{m: float(np.mean([s[m] for s in sel])) for m in MEASURES},
+                             **{m: float(np.mean([s[m] for s in sel])) for m in _measured(summary)},
                              "nmse_geomean": float(np.exp(np.mean(np.log([s["nmse"] for s in sel]))))})
     return rows
 
@@ -267,10 +272,12 @@ def analyse(folder: Path, seed: int = 0) -> list[Path]:
     summary = results.read_table(folder / "trained_isotropy_runs.csv")
     config = {"seed": seed, "source": "trained_isotropy_runs.csv", "runs": len(summary),
               "seeds": sorted({s.get("seed", 0) for s in summary})}
+    # runs evaluated before the baselines existed (the first rounds' tables: NMSE only) have no skill table
+    skill = ([results.save_table(skill_rows(summary), folder / "trained_isotropy_skill.csv",
+                                 {"name": "trained_isotropy_skill", **config})]
+             if "beats_seasonal_naive" in summary[0] else [])
     return [results.save_table(effect_rows(summary, seed), folder / "trained_isotropy_effects.csv",
-                             {"name": "trained_isotropy_effects", "draws": 2000, **config}),
-            results.save_table(skill_rows(summary), folder / "trained_isotropy_skill.csv",
-                               {"name": "trained_isotropy_skill", **config}),
+                             {"name": "trained_isotropy_effects", "draws": 2000, **config}), *skill,
             results.save_table(confound_rows(summary), folder / "trained_isotropy_confound.csv",
                              {"name": "trained_isotropy_confound", **config}),
             results.save_table(by_tokenizer_rows(summary), folder / "trained_isotropy_by_tokenizer.csv",

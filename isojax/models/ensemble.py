@@ -95,7 +95,8 @@ class Evaluation:
     """How each run is evaluated: `windows` rolling-origin windows per dataset of `context` values (the model sees
     the last max_len - 1 tokens of each), forecasts `horizon` values ahead from `samples` sampled paths, scored
     with `draws` bootstrap draws over windows; `rows` hidden-state rows per layer measured, every run on the
-    same number where the data allow, so the measures mean the same thing across runs. `boot` > 0 adds each
+    same number where the data allow, so the measures mean the same thing across runs. `boot` > 0 (the study's
+    experiments use 100-200; off by default, since the first call of a shape simulates the null) adds each
     layer measure's bootstrap interval over rows ({m}_low, {m}_high, `boot` resamples), the isotropic null of
     the same n and d ({m}_null, {m}_null_sd) and the null-corrected value ({m}_rel: 1 = as isotropic as a
     Gaussian cloud of that shape, 0 = one direction; `isotropy.layer_summary`); 0 leaves them out."""
@@ -106,7 +107,7 @@ class Evaluation:
     samples: int = 20
     draws: int = 1000
     rows: int = 1024
-    boot: int = 200
+    boot: int = 0
 
     def __post_init__(self):
         for name in ("context", "horizon", "windows", "samples", "draws", "rows"):
