@@ -82,7 +82,8 @@ def _trained_isotropy(out):
     within = [r for r in effects if r["analysis"] == "within cell" and r["outcome"] == "log nmse"]
     assert {r["measure"] for r in within} == {"isoscore_last", "clustered_cosine_last", "isoscore_mean",
                                               "isoscore_last_rel"}
-    by = {r["measure"]: r for r in within}  # the same rows for every run: the null-corrected slope per sd is the raw one
+    # the same rows for every run, so one null: the null-corrected slope per sd is the raw one
+    by = {r["measure"]: r for r in within}
     assert by["isoscore_last_rel"]["slope_per_sd"] == pytest.approx(by["isoscore_last"]["slope_per_sd"], rel=1e-6)
     for r in within:  # the design's analysis: a CR2 interval around the slope, clustered by dataset
         assert r["ci_low"] <= r["slope"] <= r["ci_high"] and r["clusters"] == 3 and r["mde"] > 0
