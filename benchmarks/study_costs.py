@@ -31,6 +31,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--runs", type=int, default=8)
     parser.add_argument("--data", default="gp:seasonality_24")
+    parser.add_argument("--boot", type=int, default=200, help="bootstrap resamples per layer measure (--full's)")
     parser.add_argument("--variants", nargs="+", default=["bins/decoder", "bins/encoder", "digits/decoder",
                                                           "digits/encoder"])
     args = parser.parse_args()
@@ -40,13 +41,15 @@ def main() -> None:
     for variant in args.variants:
         tok, arch = variant.split("/")
         runs = [ensemble.NumericRun(f"{variant} {i}", args.data, tok, arch, seed=i) for i in range(args.runs)]
+        how = ensemble.Evaluation(boot=args.boot)  # the full design's evaluation
         with tempfile.TemporaryDirectory() as cache:
             # warm-up: one run compiles training and evaluation
-            ensemble.train_and_evaluate(runs[:1], jax.random.PRNGKey(0), args.steps, cache)
+            ensemble.train_and_evaluate(runs[:1], jax.random.PRNGKey(0), args.steps, cache, evaluation=how)
             # train and evaluate; then the same runs again from the cache: evaluation alone
-            _, wall, cpu = _timed(lambda: ensemble.train_and_evaluate(runs, jax.random.PRNGKey(1), args.steps, cache))
+            _, wall, cpu = _timed(lambda: ensemble.train_and_evaluate(runs, jax.random.PRNGKey(1), args.steps, cache,
+                                                                      evaluation=how))
             _, e_wall, e_cpu = _timed(lambda: ensemble.train_and_evaluate(runs, jax.random.PRNGKey(1), args.steps,
-                                                                          cache))
+                                                                          cache, evaluation=how))
         n = args.runs
         cells = ((wall - e_wall) / n, (cpu - e_cpu) / n, e_wall / n, e_cpu / n)
         print(f"| {variant} | " + " | ".join(f"{c:.2f}" for c in cells) + " |", flush=True)
