@@ -37,7 +37,7 @@ from isojax import _validate as V
 
 __all__ = ["CheckRow", "CheckReport", "Timings", "Evaluated", "row", "exact_row", "evaluate", "split_count",
            "run_program", "FAST_COMPILE", "EAGER", "eps", "normal", "normals", "uniform", "anisotropic_head",
-           "f64", "worst_over_modes", "residuals_over", "modes_text"]
+           "f64", "worst_over_modes", "residuals_over", "modes_text", "context_calls", "call_variants"]
 
 KINDS = ("value", "route", "statement")
 
@@ -313,6 +313,26 @@ def eps() -> float:
 def f64(x: ArrayLike) -> np.ndarray:
     """x as a float64 numpy array (what the NumPy references and the residuals compute in)."""
     return np.asarray(x, dtype=np.float64)
+
+
+def _stacked(values):
+    """Values of the single-context calls (a list over contexts, each [n, ...]) -> [n, C, ...]."""
+    return np.stack([f64(v) for v in values], axis=1) if isinstance(values, list) else f64(values)
+
+
+def context_calls(fn: Callable, *args, per: tuple[int, ...] = (1,), eager: bool = False) -> dict:
+    """fn on the first context alone and on the batch of all: {"single": [fn(ctx 0)], "batched": fn(all)}; eager:
+    the single call only (each eager call compiles its operations one by one). `per`: the positions of the
+    arguments whose first axis is the contexts (default: h, after phi)."""
+    single = {"single": [fn(*[a[0] if j in per else a for j, a in enumerate(args)])]}
+    return single if eager else {**single, "batched": fn(*args)}
+
+
+def call_variants(values: dict) -> list[dict]:
+    """{name: {"single": ..., "batched": ...}} -> [{name: [n, C, ...]} for the single calls, ... for the batch
+    (when there is one)]. C may be fewer than the instance's contexts (eager calls): compare with `[:, :C]`."""
+    return [{k: _stacked(v[variant]) for k, v in values.items()} for variant in ("single", "batched")
+            if variant in next(iter(values.values()))]
 
 
 def normal(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:

@@ -23,6 +23,8 @@ from isojax.theory.harness import (
     CheckRow,
     Timings,
     anisotropic_head,
+    call_variants,
+    context_calls,
     eps,
     evaluate,
     f64,
@@ -86,9 +88,7 @@ def _direct_t2(cfg, impl):
     grad_phi = impl.get("grad_phi", head.grad_phi)
 
     def f(x, eager=False):
-        def both(fn, phi):  # the first context alone, and (not eager: each eager call compiles its operations one
-            single = {"single": [fn(phi, x["h"][0], x["y"][0], x["b"])]}  # by one) the batch of all of them
-            return single if eager else {**single, "batched": fn(phi, x["h"], x["y"], x["b"])}
+        both = lambda fn, phi: context_calls(fn, phi, x["h"], x["y"], x["b"], per=(1, 2), eager=eager)
 
         return {"g_z": both(grad_logits, x["phi"]), "g_h": both(grad_h, x["phi"]),
                 "g_h_shift": both(grad_h, x["phi_shift"]), "g_phi": both(grad_phi, x["phi"])}
@@ -109,9 +109,7 @@ def _residuals_t2(cfg, x, values, _, __):
     rows_shift = np.max(np.linalg.norm(f64(x["phi_shift"]), axis=-1), -1)[:, None]
     norm_h = np.linalg.norm(h, axis=-1)
     out = []
-    for variant in [v for v in ("single", "batched") if v in values["g_z"]]:
-        v = {k: np.stack([f64(a) for a in w[variant]], axis=1) if variant == "single" else f64(w[variant])
-             for k, w in values.items()}
+    for v in call_variants(values):
         c = v["g_z"].shape[1]  # contexts evaluated (eager: the first only)
         u = unit[:, :c]
         d = lambda a, r: np.linalg.norm((a - r[:, :c]).reshape(a.shape[0], c, -1), axis=-1)

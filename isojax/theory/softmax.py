@@ -8,7 +8,6 @@ the instance's own Φ, h and b (`isojax/theory/reference.py`), besides the invar
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -22,6 +21,8 @@ from isojax.theory.harness import (
     CheckRow,
     Timings,
     anisotropic_head,
+    call_variants,
+    context_calls,
     eps,
     evaluate,
     f64,
@@ -41,26 +42,6 @@ def naive_probs(phi: ArrayLike, h: ArrayLike, b: ArrayLike | None = None) -> jax
     """exp(z) / Σ exp(z) without the max shift: the textbook softmax that overflows (T1a's contrast). -> [..., V]"""
     e = jnp.exp(head.logits(phi, h, b))
     return e / e.sum(axis=-1, keepdims=True)
-
-
-def _stacked(values):
-    """Values of the single-context calls (a list over contexts, each [n, ...]) -> [n, C, ...]."""
-    return np.stack([f64(v) for v in values], axis=1) if isinstance(values, list) else f64(values)
-
-
-def _both(fn: Callable, *args, per: tuple[int, ...] = (1,), eager: bool = False) -> dict:
-    """fn on the first context alone and on the batch of all: {"single": [fn(ctx 0)], "batched": fn(all)}; eager:
-    the single call only (each eager call compiles its operations one by one). `per`: the positions of the
-    arguments whose first axis is the contexts (default: h, after phi)."""
-    single = {"single": [fn(*[a[0] if j in per else a for j, a in enumerate(args)])]}
-    return single if eager else {**single, "batched": fn(*args)}
-
-
-def _variants(values: dict) -> list[dict]:
-    """{name: {"single": ..., "batched": ...}} -> [{name: [n, C, ...]} for the single calls, ... for the batch
-    (when there is one)]. C may be fewer than the instance's contexts (eager calls): compare with `[:, :C]`."""
-    return [{k: _stacked(v[variant]) for k, v in values.items()} for variant in ("single", "batched")
-            if variant in next(iter(values.values()))]
 
 
 def _worst(*per_variant: dict) -> dict:
@@ -87,7 +68,7 @@ def _direct_t1a(cfg, impl):
 
     def f(x, eager=False):
         phi, h, b, bs = x["phi"], x["h"], x["b"], x["b_shift"]
-        both = lambda fn, b_: _both(fn, phi, h, b_, eager=eager)
+        both = lambda fn, b_: context_calls(fn, phi, h, b_, eager=eager)
         return {"lp": both(log_probs, b), "lp_s": both(log_probs, bs), "p": both(probs, b), "p_s": both(probs, bs),
                 "lz": both(log_partition, b), "lz_s": both(log_partition, bs)}
     return f
@@ -100,7 +81,7 @@ def _residuals_t1a(cfg, x, values, _, __):
     unit = lambda r: np.max(r.reshape(len(scale), -1), axis=1) / scale
     ref, ref_s = R.log_softmax(z), R.log_softmax(zs)
     out = []
-    for v in _variants(values):
+    for v in call_variants(values):
         c = v["lz"].shape[1]  # contexts evaluated
         z_, zs_, ref_, ref_s_ = z[:, :c], zs[:, :c], ref[:, :c], ref_s[:, :c]
         out.append({
@@ -181,7 +162,7 @@ def _direct_t1b(cfg, impl):
 
     def f(x, eager=False):
         phi = x["phi"]
-        both = lambda fn, h: _both(fn, phi, h, eager=eager)
+        both = lambda fn, h: context_calls(fn, phi, h, eager=eager)
         return {"lp": both(log_probs, x["h"]), "lp_null": both(log_probs, x["h_null"]),
                 "lp_any": both(log_probs, x["h_any"]), "z": both(logits, x["h"]), "z_null": both(logits, x["h_null"]),
                 "centred": centred_head(phi)}
@@ -200,7 +181,7 @@ def _residuals_t1b(cfg, x, values, _, __):
     change = R.centred(phi)[:, None] @ lam_any[..., None]  # Φ_c λ in float64, [n, C, V, 1]
     centred = f64(values["centred"]["single"] if isinstance(values["centred"], dict) else values["centred"])
     out = []
-    for v in _variants({k: w for k, w in values.items() if k != "centred"}):
+    for v in call_variants({k: w for k, w in values.items() if k != "centred"}):
         c = v["z"].shape[1]  # contexts evaluated
         moved = v["z_null"] - v["z"]
         delta = v["lp_any"] - v["lp"]
@@ -262,8 +243,9 @@ def _direct_t1c(cfg, impl):
     def f(x, eager=False):
         phi = x["phi"]
         lp, lp_t = log_probs(phi, x["h"]), log_probs(phi, x["h_t"])
-        return {"fisher": _both(fisher, phi, x["h"], eager=eager), "kl_t": _both(kl, lp, lp_t, per=(0, 1), eager=eager),
-                "kl": _both(kl, x["log_p"], x["log_q"], per=(0, 1), eager=eager)}
+        return {"fisher": context_calls(fisher, phi, x["h"], eager=eager),
+                "kl_t": context_calls(kl, lp, lp_t, per=(0, 1), eager=eager),
+                "kl": context_calls(kl, x["log_p"], x["log_q"], per=(0, 1), eager=eager)}
     return f
 
 
@@ -293,7 +275,7 @@ def _residuals_t1c(cfg, x, values, traced, _):
     proj = phi @ u[..., None]
     r = np.max(proj, axis=(1, 2)) - np.min(proj, axis=(1, 2))
     out = []
-    for v in _variants(values):
+    for v in call_variants(values):
         c = v["kl"].shape[1]  # contexts evaluated
         quad = np.einsum("nd,ncde,ne->nc", u, v["fisher"], u)
         remainder = v["kl_t"] - 0.5 * t[:, None] ** 2 * quad
