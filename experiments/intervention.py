@@ -192,15 +192,16 @@ def plot(out: Path, size: str = "quick") -> list[Path]:
                         label=f"{source} ({'/'.join(map(str, n))} seeds per arm)")
     layers = results.read_table(out / "results" / "intervention_layers.csv")
     null = [r["isoscore_null"] for r in layers if r["layer"] > 0 and r.get("isoscore_null", "") != ""]
-    if null:  # every run measured on the same rows: one isotropic reference for the panel
-        axes[0, 0].axhline(float(np.mean(null)), color="0.5", ls="--", lw=0.6,
-                           label="isotropic Gaussian, same n and d")
-    for ax, measure in zip(axes[0], MEASURES, strict=True):
+    panel = dict(zip(MEASURES, axes[0], strict=True))
+    if null:  # every run measured on the same rows: one isotropic reference for the IsoScore panel
+        panel["isoscore_mean"].axhline(float(np.mean(null)), color="0.5", ls="--", lw=0.6,
+                                       label="isotropic Gaussian, same n and d")
+    for measure, ax in panel.items():
         ax.set_ylabel(MEASURES[measure])
         ax.set_xlabel("penalty strength w (> 0: towards isotropy)")
-    axes[0, 0].legend(frameon=False, fontsize=5)
-    axes[0, 0].set_title("the penalty moves isotropy (mean, 95% t interval)")
-    axes[0, 1].set_title("does NMSE follow? (isotropy helps: lower for w > 0)")
+        ax.legend(frameon=False, fontsize=5)
+    panel["isoscore_mean"].set_title("the penalty moves isotropy (mean, 95% t interval)")
+    panel["log_nmse"].set_title("does NMSE follow? (isotropy helps: lower for w > 0)")
     return plots.save(fig, out / "figures", "intervention")
 
 
