@@ -89,3 +89,76 @@ def test_the_digest_names_what_changes_a_model():
                   cache.run_digest(cache.RunSpec(BASE, seqs, config, training.TrainConfig(steps=3)),
                                    training.Engine("vmap", 4))):
         assert other != base
+
+
+def _count_evaluations(monkeypatch):
+    calls = []
+    real = ensemble._evaluate
+    monkeypatch.setattr(ensemble, "_evaluate", lambda run, *a, **k: calls.append(run.name) or real(run, *a, **k))
+    return calls
+
+
+def test_evaluations_are_cached_beside_their_models_and_a_bad_entry_is_recomputed(tmp_path, monkeypatch):
+    """A design interrupted after training or part-way through evaluation resumes: the second call evaluates
+    nothing it has, with the same numbers; an edited, foreign or unreadable entry is named and recomputed."""
+    evaluations = _count_evaluations(monkeypatch)
+    first = _numbers(_run(tmp_path))
+    entries = sorted(tmp_path.glob("*.eval-*.json"))
+    assert len(entries) == 2 and evaluations == ["a", "b"]
+    assert {e.name.split(".eval-")[0] for e in entries} == {m.stem for m in tmp_path.glob("*.safetensors")}
+    evaluations.clear()
+    assert _numbers(_run(tmp_path)) == first and evaluations == []  # nothing recomputed, the same numbers
+    no_cache = _run(None)
+    assert _numbers(no_cache) == first  # caching changes no number
+    # the hidden states come back with a cached evaluation too (the PCA figure draws them)
+    assert all(e.hidden.shape == f.hidden.shape and np.array_equal(e.hidden, f.hidden)
+               for e, f in zip(_run(tmp_path), no_cache))
+    entry = entries[0]
+    text = entry.read_text()
+    # a number edited by hand: the checksum no longer matches
+    edited = text.replace('"final_loss": ', '"final_loss": 1', 1)
+    assert edited != text
+    entry.write_text(edited)
+    for bad, why in ((edited, "checksum"), ("{not json", "unusable"), (text.replace(entry.name.split("eval-")[1][:16],
+                                                                                  "0" * 16, 1), "written for")):
+        entry.write_text(bad)
+        evaluations.clear()
+        with pytest.warns(UserWarning, match=why):
+            again = _numbers(_run(tmp_path))
+        assert again == first and len(evaluations) == 1  # only the bad entry is recomputed
+    assert entry.read_text() == text  # and rewritten as it was
+    # other evaluation settings are another entry, never the cached one
+    evaluations.clear()
+    ensemble.train_and_evaluate(RUNS, BASE, 3, tmp_path, seq_len=16,
+                                evaluation=ensemble.Evaluation(windows=2, samples=3, draws=50, rows=32))
+    assert evaluations == ["a", "b"] and len(list(tmp_path.glob("*.eval-*.json"))) == 4
+
+
+def test_an_interrupted_ensemble_keeps_the_runs_it_finished(tmp_path, monkeypatch):
+    """Runs are trained and saved a slice at a time (as many as the engine trains at once): a failure in the
+    second slice leaves the first slice's models in the cache, and the next call trains only the rest, with the
+    numbers one uninterrupted call gives."""
+    one_lane = training.Engine("vmap", 1)
+    whole = _numbers(ensemble.train_and_evaluate(RUNS, BASE, 3, None, seq_len=16, engine=one_lane,
+                                                 evaluation=ensemble.Evaluation(windows=2, samples=2, draws=50,
+                                                                                rows=32))[0])
+    calls = []
+    real = training.train_many
+
+    def failing_second(runs, *a, **k):
+        calls.append(len(runs))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(runs, *a, **k)
+
+    monkeypatch.setattr(training, "train_many", failing_second)
+    lines = []
+    with pytest.raises(KeyboardInterrupt):
+        ensemble.train_and_evaluate(RUNS, BASE, 3, tmp_path, seq_len=16, engine=one_lane, log=lines.append,
+                                    evaluation=ensemble.Evaluation(windows=2, samples=2, draws=50, rows=32))
+    assert calls == [1, 1] and len(list(tmp_path.glob("*.safetensors"))) == 1
+    assert lines == ["  trained 1 of 2 runs (0 loaded from the cache)"]
+    monkeypatch.setattr(training, "train_many", lambda runs, *a, **k: calls.append(len(runs)) or real(runs, *a, **k))
+    resumed = ensemble.train_and_evaluate(RUNS, BASE, 3, tmp_path, seq_len=16, engine=one_lane,
+                                          evaluation=ensemble.Evaluation(windows=2, samples=2, draws=50, rows=32))[0]
+    assert calls == [1, 1, 1] and _numbers(resumed) == whole

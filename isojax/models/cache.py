@@ -5,13 +5,20 @@ penalty and weight, and the engine and device layout that train it (`training.la
 round differently). `train_or_load` loads the runs whose checkpoint is in the cache (verified first: a corrupt or
 foreign entry is named in a warning and retrained, never trusted), trains the others together with
 `training.train_many` (one ensemble per shared architecture, schedule, penalty and window length), and writes
-each as `<cache>/<digest>.safetensors` with its losses beside it.
+each as `<cache>/<digest>.safetensors` with its losses beside it, a few runs at a time (as many as the engine
+trains at once), so an interrupted ensemble keeps every run it finished.
+
+Results derived from a trained run (the study's evaluations) are cached beside it as JSON entries
+(`save_entry`, `load_entry`): each records its own digest and a SHA-256 of its content, and its digest includes
+`code_digest()`, so an entry is reused only by the same isojax code that wrote it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
+import json
 import os
 import warnings
 from collections.abc import Callable, Sequence
@@ -25,9 +32,9 @@ from isojax import _validate as V
 from isojax import inputs
 from isojax import transformer as tf
 from isojax.models import checkpoint, training
-from isojax.runs import keys
+from isojax.runs import keys, outputs
 
-__all__ = ["RunSpec", "run_digest", "train_or_load"]
+__all__ = ["RunSpec", "run_digest", "train_or_load", "key_data", "code_digest", "load_entry", "save_entry"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,7 +51,8 @@ class RunSpec:
     meta: dict = dataclasses.field(default_factory=dict)
 
 
-def _key_data(key: jax.Array) -> list:
+def key_data(key: jax.Array) -> list:
+    """A PRNG key's raw data as a list of ints (typed keys and raw uint32 keys alike), for digests."""
     raw = jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
     return np.asarray(raw).tolist()
 
@@ -58,7 +66,7 @@ def run_digest(spec: RunSpec, engine: training.Engine) -> str:
     corpus is built never reuses a stale model), the architecture, schedule, penalty and weight, the float dtype
     and the engine."""
     tokens = np.ascontiguousarray(np.asarray(spec.sequences, np.int32))
-    return keys.digest({"key": _key_data(spec.key), "config": dataclasses.asdict(spec.config),
+    return keys.digest({"key": key_data(spec.key), "config": dataclasses.asdict(spec.config),
                         "train": dataclasses.asdict(spec.tcfg), "penalty": _penalty_name(spec.penalty),
                         "penalty_weight": float(spec.penalty_weight), "dtype": str(V.float_dtype()),
                         "tokens": hashlib.sha256(tokens.tobytes()).hexdigest()[:16],
@@ -111,7 +119,7 @@ def _read_losses(path: Path) -> np.ndarray:
 
 
 def _save(path: Path, run: str, spec: RunSpec, engine: training.Engine, result: training.Trained) -> None:
-    meta = {"steps": spec.tcfg.steps, "seed": _key_data(spec.key), **spec.meta, "run": run,
+    meta = {"steps": spec.tcfg.steps, "seed": key_data(spec.key), **spec.meta, "run": run,
             "engine": training.layout_tag(engine),
             "train": dataclasses.asdict(spec.tcfg), "penalty": _penalty_name(spec.penalty),
             "penalty_weight": float(spec.penalty_weight), "losses_sha256": _sha256(result.losses)}
@@ -125,10 +133,11 @@ def _group_key(spec: RunSpec) -> tuple:
 
 
 def train_or_load(specs: Sequence[RunSpec], cache: Path | str | None = None, engine: training.Engine | None = None,
-                  progress: bool = False) -> list[training.Trained]:
+                  progress: bool = False, log: Callable[[str], object] | None = None) -> list[training.Trained]:
     """One `training.Trained` per spec, in order: loaded from `cache` where an identical run was trained before,
     trained together with the other missing runs otherwise (and then cached). cache None: train everything,
-    write nothing. A cached run's `saved` is empty (checkpoints along the way are not cached)."""
+    write nothing. A cached run's `saved` is empty (checkpoints along the way are not cached). `log` gets a line
+    after each slice of runs trained."""
     engine = engine or training.default_engine()
     digests = [run_digest(s, engine) for s in specs]
     paths = [None if cache is None else Path(cache) / f"{d}.safetensors" for d in digests]
@@ -141,10 +150,65 @@ def train_or_load(specs: Sequence[RunSpec], cache: Path | str | None = None, eng
     for i, spec in enumerate(specs):
         if out[i] is None:
             groups.setdefault(_group_key(spec), []).append(i)
+    # train_many trains this many runs at once anyway: calling it per slice costs nothing (its program is
+    # compiled once) and saves each slice before the next starts, so an interrupted ensemble keeps its runs
+    at_once = len(jax.devices()) * engine.lanes
+    missing, done = sum(map(len, groups.values())), 0
     for (config, tcfg, penalty, _), members in groups.items():
-        runs = [training.Run(specs[i].key, np.asarray(specs[i].sequences), specs[i].penalty_weight) for i in members]
-        for i, result in zip(members, training.train_many(runs, config, tcfg, penalty, engine, progress=progress)):
-            out[i] = result
-            if paths[i] is not None:
-                _save(paths[i], digests[i], specs[i], engine, result)
+        for start in range(0, len(members), at_once):
+            part = members[start:start + at_once]
+            runs = [training.Run(specs[i].key, np.asarray(specs[i].sequences), specs[i].penalty_weight)
+                    for i in part]
+            for i, result in zip(part, training.train_many(runs, config, tcfg, penalty, engine, progress=progress)):
+                out[i] = result
+                if paths[i] is not None:
+                    _save(paths[i], digests[i], specs[i], engine, result)
+            done += len(part)
+            if log is not None:
+                log(f"  trained {done} of {missing} runs ({len(specs) - missing} loaded from the cache)")
     return out
+
+
+@functools.lru_cache(maxsize=1)
+def code_digest() -> str:
+    """16 hex digits naming isojax's code: a SHA-256 over every .py file of the package (path and bytes), so a
+    cached result computed by other code is never reused."""
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def _canonical(payload: dict) -> str:
+    return json.dumps(payload, sort_keys=True, allow_nan=True)
+
+
+def save_entry(path: Path | str, digest: str, payload: dict) -> None:
+    """Write a JSON cache entry (payload: JSON values, NaN and inf allowed) for `digest`, staged and renamed so
+    it is never half-written."""
+    text = _canonical(payload)
+    entry = {"digest": digest, "sha256": hashlib.sha256(text.encode()).hexdigest(), "payload": payload}
+    with outputs.staged(path) as (tmp,):
+        tmp.write_text(json.dumps(entry, allow_nan=True))  # keys in the payload's order: tables keep their columns
+
+
+def load_entry(path: Path | str, digest: str) -> dict | None:
+    """The payload of the JSON cache entry at path if it is a good entry for `digest`; None when there is none.
+    A corrupt, edited or foreign entry is named in a warning and None returned (it is recomputed, never
+    trusted)."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        entry = json.loads(inputs.read_text(path, repr(str(path))))
+        if not isinstance(entry, dict) or not isinstance(entry.get("payload"), dict):
+            raise ValueError("it is not a cache entry")
+        if entry.get("digest") != digest:
+            raise ValueError(f"it was written for {entry.get('digest')!r}, not {digest!r}")
+        if hashlib.sha256(_canonical(entry["payload"]).encode()).hexdigest() != entry.get("sha256"):
+            raise ValueError("its content does not match its checksum")
+    except (ValueError, OSError) as err:  # json.JSONDecodeError is a ValueError
+        warnings.warn(f"cache entry {str(path)!r} is unusable ({err}); recomputing it", stacklevel=3)
+        return None
+    return entry["payload"]

@@ -10,11 +10,18 @@ run never moves another's numbers.
 Every run is measured on the same number of hidden-state rows (`rows`): windows of its training series at
 stride 1, evenly spaced, so that measures that depend on n (IsoScore, the clustered cosine) compare like with
 like. Evaluation runs one model at a time: on this CPU a vmapped evaluation was slower (BENCHMARKS.md).
+
+With a cache folder, each run's evaluation is cached beside its model (`<model digest>.eval-<digest>.json`,
+keyed by the model, the evaluation settings, the run's evaluation key, the dataset's series and isojax's code),
+so a long design interrupted part-way resumes where it stopped: trained runs load, evaluated runs load, and
+only the rest is computed, with the same numbers as one uninterrupted run.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -136,20 +143,50 @@ def _summary(rows: list[dict]) -> dict:
     return out
 
 
+def _hidden(data: corpus.Corpus, config: tf.Config, trained: training.Trained, rows: int) -> np.ndarray:
+    """The hidden states [L + 1, rows, d] a run is measured on (`measurement_windows`)."""
+    ids = measurement_windows(data, config.max_len, rows)
+    hidden = tf.hidden_states(trained.params, config, ids)  # [m, L + 1, T, d]
+    return np.moveaxis(hidden, 1, 0).reshape(hidden.shape[1], -1, hidden.shape[-1])[:, :rows]
+
+
+def _json_value(value):
+    if isinstance(value, np.generic | np.ndarray) and np.ndim(value) == 0:
+        return value.item()
+    raise TypeError(f"an evaluation holds a {type(value).__name__}, which a cache entry cannot store")
+
+
+def _plain(payload: dict) -> dict:
+    """The evaluation as JSON values (numpy scalars as Python numbers), exactly as a cache entry stores and
+    returns it, so a fresh and a cached evaluation are the same objects."""
+    return json.loads(json.dumps(payload, allow_nan=True, default=_json_value))
+
+
 def _evaluate(run: NumericRun, data: corpus.Corpus, config: tf.Config, trained: training.Trained, key: jax.Array,
-              windows: forecast.Windows, reference: dict, how: Evaluation) -> Evaluated:
+              windows: forecast.Windows, reference: dict, how: Evaluation) -> dict:
+    """One run's evaluation as JSON values: {"forecast", "forecast_rows", "final_loss", "head_partition_isotropy",
+    "layers"}."""
     k_eval, k_measure = jax.random.split(key)
     forecaster = model_forecast.model_forecaster(trained.params, config, data.tokenizer, how.samples)
     rows = forecast.evaluate(forecaster, windows, k_eval, name=run.name, reference=reference, draws=how.draws)
-    ids = measurement_windows(data, config.max_len, how.rows)
-    hidden = tf.hidden_states(trained.params, config, ids)  # [m, L + 1, T, d]
-    hidden = np.moveaxis(hidden, 1, 0).reshape(hidden.shape[1], -1, hidden.shape[-1])[:, :how.rows]
+    hidden = _hidden(data, config, trained, how.rows)
     per_layer = [{"layer": layer, "rows": hidden.shape[1],
                   **isotropy.layer_summary(jnp.asarray(hidden[layer]), jax.random.fold_in(k_measure, layer),
                                            uncertainty=how.uncertainty())}
                  for layer in range(hidden.shape[0])]
     head_iso = float(isotropy.partition_isotropy(trained.params.lm_head[: data.tokenizer.vocab]))
-    return Evaluated(run, _summary(rows), rows, float(np.mean(trained.losses[-20:])), head_iso, per_layer, hidden)
+    return _plain({"forecast": _summary(rows), "forecast_rows": rows,
+                   "final_loss": float(np.mean(trained.losses[-20:])), "head_partition_isotropy": head_iso,
+                   "layers": per_layer})
+
+
+def _evaluation_digest(model: str, how: Evaluation, key: jax.Array, data: corpus.Corpus) -> str:
+    """What a run's evaluation depends on beyond its trained model: the settings, its key, the dataset's series
+    (its windows and baselines come from them) and isojax's code."""
+    series = hashlib.sha256(b"".join(np.ascontiguousarray(np.asarray(s, np.float64)).tobytes()
+                                     for s in data.series)).hexdigest()[:16]
+    return keys.digest({"model": model, "evaluation": dataclasses.asdict(how), "key": cache.key_data(key),
+                        "series": series, "code": cache.code_digest(), "dtype": str(V.float_dtype())})
 
 
 def train_and_evaluate(runs: Sequence[NumericRun], base_key: jax.Array, steps: int, cache_dir: Path | str | None = None,
@@ -161,7 +198,8 @@ def train_and_evaluate(runs: Sequence[NumericRun], base_key: jax.Array, steps: i
     baselines on the same windows, and the isotropy of every layer. penalty: a function of a layer's hidden
     states [n, d] added to the loss with each run's `penalty_weight` over every block (the intervention); None
     for plain training. -> (one `Evaluated` per run, in order; {dataset: the baselines' rows on its windows});
-    `log` gets a line per evaluated run."""
+    `log` gets a line per slice of runs trained and per evaluated run. With `cache_dir`, evaluations are cached
+    too (module docstring): a second call computes nothing it has, and returns the same numbers."""
     names = [r.name for r in runs]
     if len(set(names)) != len(names):
         raise ValueError(f"run names must be unique; repeated: {sorted({n for n in names if names.count(n) > 1})}")
@@ -187,12 +225,25 @@ def train_and_evaluate(runs: Sequence[NumericRun], base_key: jax.Array, steps: i
             windows[name] = study_windows(data.series, evaluation.context, evaluation.horizon, evaluation.windows)
             references[name] = forecast.baseline_scores(windows[name])
             baselines[name] = forecast.evaluate_baselines(windows[name], references[name], draws=evaluation.draws)
-    trained = cache.train_or_load(specs, cache_dir, engine)
+    engine = engine or training.default_engine()
+    trained = cache.train_or_load(specs, cache_dir, engine, log=log)
     out = []
     for run, spec, result in zip(runs, specs, trained):
-        evaluated = _evaluate(run, corpora[run.data, run.tokenizer], spec.config, result,
-                              keys.named_key(base_key, f"eval|{run.name}"), windows[run.data], references[run.data],
-                              evaluation)
+        data, key = corpora[run.data, run.tokenizer], keys.named_key(base_key, f"eval|{run.name}")
+        payload = path = None
+        if cache_dir is not None:
+            model = cache.run_digest(spec, engine)
+            digest = _evaluation_digest(model, evaluation, key, data)
+            path = Path(cache_dir) / f"{model}.eval-{digest}.json"
+            payload = cache.load_entry(path, digest)
+        if payload is None:
+            payload = _evaluate(run, data, spec.config, result, key, windows[run.data], references[run.data],
+                                evaluation)
+            if path is not None:
+                cache.save_entry(path, digest, payload)
+        evaluated = Evaluated(run, payload["forecast"], payload["forecast_rows"], payload["final_loss"],
+                              payload["head_partition_isotropy"], payload["layers"],
+                              _hidden(data, spec.config, result, evaluation.rows))
         out.append(evaluated)
         if log is not None:
             f = evaluated.forecast
