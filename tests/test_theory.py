@@ -117,6 +117,7 @@ def _all_rows():
     return [r for check in SMALL for r in run_small(check)]
 
 
+@pytest.mark.float32_only  # the rows' structure (kinds, references, routes), not a value: the float32 pass walks it
 def test_every_value_row_names_a_numpy_reference_and_every_route_row_its_route():
     rows = _all_rows()
     assert {r.kind for r in rows} == {"value", "route", "statement"}
@@ -229,6 +230,7 @@ def test_instances_are_split_exactly_over_the_configurations():
     assert all(r.instances == 10 for r in rows)
 
 
+@pytest.mark.float32_only  # the report's plumbing, not a value
 def test_run_checks_returns_rows_and_timings():
     report = theory.run_checks(KEY, 8, ["T1a", "T5a"])
     assert isinstance(report, theory.CheckReport) and report.passed and report.requested == 8
@@ -245,6 +247,7 @@ def test_each_check_key_comes_from_its_name_not_its_position():
     assert residuals(alone) == [(r.compares, r.max_residual) for r in direct]
 
 
+@pytest.mark.float32_only  # --only's labels, not a value
 def test_only_takes_every_label_the_table_prints():
     report = theory.run_checks(KEY, 8, ["T2a", "T2b"])  # labels of rows of the T2ab check
     assert {r.statement for r in report} == {"T2a", "T2b"}
@@ -257,6 +260,7 @@ def test_only_takes_every_label_the_table_prints():
     assert {r.statement for r in report} <= labels
 
 
+@pytest.mark.float32_only  # the float64 switch it guards happens only in a float32 run
 def test_run_checks_on_threads_gives_the_rows_of_one_thread(monkeypatch):
     # T3 switches to float64 (once) while the other checks run: a stand-in that does the same (cheaper to
     # compile than T3) must not change the dtype the others draw in, nor the order of the rows
@@ -287,6 +291,7 @@ def test_run_checks_rejects_unknown_names():
         theory.run_checks(KEY, 4, ["T9"])
 
 
+@pytest.mark.float32_only  # the table's text, not a value
 def test_format_report_reads_without_the_docs():
     report = theory.run_checks(KEY, 4 * 48, ["T4a", "T5a"], impl=None)
     text = theory.format_report(report, "float32")
