@@ -162,3 +162,57 @@ def test_an_interrupted_ensemble_keeps_the_runs_it_finished(tmp_path, monkeypatc
     resumed = ensemble.train_and_evaluate(RUNS, BASE, 3, tmp_path, seq_len=16, engine=one_lane,
                                           evaluation=ensemble.Evaluation(windows=2, samples=2, draws=50, rows=32))[0]
     assert calls == [1, 1, 1] and _numbers(resumed) == whole
+
+
+def test_the_evaluation_digest_names_everything_an_evaluation_depends_on(monkeypatch):
+    """Change any input of an evaluation and its cache entry changes: the parameters, the settings, the key, the
+    series (a value or where one series ends), isojax's code, the libraries."""
+    import dataclasses as dc
+
+    from isojax.data import corpus
+
+    data = corpus.build("gp:rbf_0.1", "bins", BASE, seq_len=16, count=4)
+    how, key = ensemble.Evaluation(windows=2), jax.random.PRNGKey(1)
+    base = ensemble._evaluation_digest("p" * 16, how, key, data)
+    assert ensemble._evaluation_digest("p" * 16, how, key, data) == base  # deterministic
+    merged = [np.concatenate(data.series[:2])] + list(data.series[2:])  # same values, one boundary fewer
+    others = [ensemble._evaluation_digest("q" * 16, how, key, data),
+              ensemble._evaluation_digest("p" * 16, ensemble.Evaluation(windows=3), key, data),
+              ensemble._evaluation_digest("p" * 16, how, jax.random.PRNGKey(2), data),
+              ensemble._evaluation_digest("p" * 16, how, key, dc.replace(data, series=merged)),
+              ensemble._evaluation_digest("p" * 16, how, key,
+                                          dc.replace(data, series=[data.series[0] + 1e-9] + list(data.series[1:])))]
+    monkeypatch.setattr(cache, "_CODE_DIGEST", "0" * 16)
+    others.append(ensemble._evaluation_digest("p" * 16, how, key, data))
+    monkeypatch.undo()
+    monkeypatch.setattr(np, "__version__", "0.0")
+    others.append(ensemble._evaluation_digest("p" * 16, how, key, data))
+    assert len(set(others)) == len(others) and base not in others
+    # the parameters' digest sees every tensor
+    from isojax import transformer as tf
+    params = tf.init(BASE, tf.Config(vocab=9, d_model=8, heads=2, layers=1, mlp=16, max_len=8))
+    nudged = dc.replace(params, head_bias=params.head_bias.at[0].add(1e-3))
+    assert cache.params_digest(params) == cache.params_digest(params)
+    assert cache.params_digest(nudged) != cache.params_digest(params)
+
+
+def test_a_cached_evaluation_of_the_wrong_shape_is_refused_and_recomputed(tmp_path, monkeypatch):
+    """An entry whose checksum matches (rewritten through save_entry, say) but whose payload is not an
+    evaluation is named and recomputed, never handed to the experiments; so is one nested past the parser."""
+    first = _numbers(_run(tmp_path))
+    entry = sorted(tmp_path.glob("*.eval-*.json"))[0]
+    digest = entry.name.split(".eval-")[1][:-len(".json")]
+    text = entry.read_text()
+    evaluations = _count_evaluations(monkeypatch)
+    for bad in ({"forecast": []}, {"forecast": {}, "forecast_rows": [{}], "final_loss": "low",
+                                   "head_partition_isotropy": 0.1, "layers": [{"isoscore": 0.1}]},
+                {"forecast": {}, "forecast_rows": [{}], "final_loss": 0.1, "head_partition_isotropy": 0.1,
+                 "layers": []}):
+        cache.save_entry(entry, digest, bad)
+        evaluations.clear()
+        with pytest.warns(UserWarning, match="unusable"):
+            assert _numbers(_run(tmp_path)) == first
+        assert len(evaluations) == 1 and entry.read_text() == text
+    entry.write_text("[" * 100000 + "]" * 100000)
+    with pytest.warns(UserWarning, match="unusable"):
+        assert _numbers(_run(tmp_path)) == first

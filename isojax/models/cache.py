@@ -16,7 +16,6 @@ Results derived from a trained run (the study's evaluations) are cached beside i
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import json
 import os
@@ -34,7 +33,8 @@ from isojax import transformer as tf
 from isojax.models import checkpoint, training
 from isojax.runs import keys, outputs
 
-__all__ = ["RunSpec", "run_digest", "train_or_load", "key_data", "code_digest", "load_entry", "save_entry"]
+__all__ = ["RunSpec", "run_digest", "train_or_load", "key_data", "code_digest", "params_digest",
+           "load_entry", "save_entry"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,8 +150,9 @@ def train_or_load(specs: Sequence[RunSpec], cache: Path | str | None = None, eng
     for i, spec in enumerate(specs):
         if out[i] is None:
             groups.setdefault(_group_key(spec), []).append(i)
-    # train_many trains this many runs at once anyway: calling it per slice costs nothing (its program is
-    # compiled once) and saves each slice before the next starts, so an interrupted ensemble keeps its runs
+    # train_many trains this many runs at once anyway: calling it per slice costs next to nothing (its program
+    # is compiled once per padded window count) and saves each slice before the next starts, so an interrupted
+    # ensemble keeps its runs
     at_once = len(jax.devices()) * engine.lanes
     missing, done = sum(map(len, groups.values())), 0
     for (config, tcfg, penalty, _), members in groups.items():
@@ -169,14 +170,32 @@ def train_or_load(specs: Sequence[RunSpec], cache: Path | str | None = None, eng
     return out
 
 
-@functools.lru_cache(maxsize=1)
-def code_digest() -> str:
-    """16 hex digits naming isojax's code: a SHA-256 over every .py file of the package (path and bytes), so a
-    cached result computed by other code is never reused."""
+def _package_digest() -> str:
     root = Path(__file__).resolve().parents[1]
     h = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
+    # regular, visible files only: an editor's lock file (.#x.py, often a dangling link) is not code
+    for path in sorted(p for p in root.rglob("*.py") if not p.name.startswith(".") and p.is_file()):
         h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
+# taken when isojax is imported, i.e. of the code this process runs: a file edited during a long run does not
+# lend its name to results the old code computed
+_CODE_DIGEST = _package_digest()
+
+
+def code_digest() -> str:
+    """16 hex digits naming isojax's code as this process imported it: a SHA-256 over every .py file of the
+    package (path and bytes), so a cached result computed by other code is never reused."""
+    return _CODE_DIGEST
+
+
+def params_digest(params: tf.Params) -> str:
+    """16 hex digits naming a model's parameters (every tensor's dtype, shape and bytes)."""
+    h = hashlib.sha256()
+    for leaf in jax.tree.leaves(params):
+        a = np.ascontiguousarray(np.asarray(leaf))
+        h.update(f"{a.dtype}{a.shape}".encode() + a.tobytes())
     return h.hexdigest()[:16]
 
 
@@ -193,10 +212,10 @@ def save_entry(path: Path | str, digest: str, payload: dict) -> None:
         tmp.write_text(json.dumps(entry, allow_nan=True))  # keys in the payload's order: tables keep their columns
 
 
-def load_entry(path: Path | str, digest: str) -> dict | None:
+def load_entry(path: Path | str, digest: str, check: Callable[[dict], object] | None = None) -> dict | None:
     """The payload of the JSON cache entry at path if it is a good entry for `digest`; None when there is none.
-    A corrupt, edited or foreign entry is named in a warning and None returned (it is recomputed, never
-    trusted)."""
+    A corrupt, edited, foreign or malformed entry (`check(payload)` raises ValueError, KeyError or TypeError)
+    is named in a warning and None returned (it is recomputed, never trusted)."""
     path = Path(path)
     if not path.exists():
         return None
@@ -208,7 +227,10 @@ def load_entry(path: Path | str, digest: str) -> dict | None:
             raise ValueError(f"it was written for {entry.get('digest')!r}, not {digest!r}")
         if hashlib.sha256(_canonical(entry["payload"]).encode()).hexdigest() != entry.get("sha256"):
             raise ValueError("its content does not match its checksum")
-    except (ValueError, OSError) as err:  # json.JSONDecodeError is a ValueError
+        if check is not None:
+            check(entry["payload"])
+    # json.JSONDecodeError is a ValueError; RecursionError: nesting deeper than the parser goes
+    except (ValueError, OSError, KeyError, TypeError, RecursionError) as err:
         warnings.warn(f"cache entry {str(path)!r} is unusable ({err}); recomputing it", stacklevel=3)
         return None
     return entry["payload"]

@@ -12,7 +12,8 @@ stride 1, evenly spaced, so that measures that depend on n (IsoScore, the cluste
 like. Evaluation runs one model at a time: on this CPU a vmapped evaluation was slower (BENCHMARKS.md).
 
 With a cache folder, each run's evaluation is cached beside its model (`<model digest>.eval-<digest>.json`,
-keyed by the model, the evaluation settings, the run's evaluation key, the dataset's series and isojax's code),
+keyed by the trained parameters, the evaluation settings, the run's evaluation key, the dataset's series,
+isojax's code as imported and the JAX and NumPy versions and backend; an entry of another shape is refused),
 so a long design interrupted part-way resumes where it stopped: trained runs load, evaluated runs load, and
 only the rest is computed, with the same numbers as one uninterrupted run.
 """
@@ -163,9 +164,9 @@ def _plain(payload: dict) -> dict:
 
 
 def _evaluate(run: NumericRun, data: corpus.Corpus, config: tf.Config, trained: training.Trained, key: jax.Array,
-              windows: forecast.Windows, reference: dict, how: Evaluation) -> dict:
-    """One run's evaluation as JSON values: {"forecast", "forecast_rows", "final_loss", "head_partition_isotropy",
-    "layers"}."""
+              windows: forecast.Windows, reference: dict, how: Evaluation) -> tuple[dict, np.ndarray]:
+    """One run's evaluation as JSON values ({"forecast", "forecast_rows", "final_loss", "head_partition_isotropy",
+    "layers"}) and the hidden states [L + 1, rows, d] it measured."""
     k_eval, k_measure = jax.random.split(key)
     forecaster = model_forecast.model_forecaster(trained.params, config, data.tokenizer, how.samples)
     rows = forecast.evaluate(forecaster, windows, k_eval, name=run.name, reference=reference, draws=how.draws)
@@ -177,16 +178,34 @@ def _evaluate(run: NumericRun, data: corpus.Corpus, config: tf.Config, trained: 
     head_iso = float(isotropy.partition_isotropy(trained.params.lm_head[: data.tokenizer.vocab]))
     return _plain({"forecast": _summary(rows), "forecast_rows": rows,
                    "final_loss": float(np.mean(trained.losses[-20:])), "head_partition_isotropy": head_iso,
-                   "layers": per_layer})
+                   "layers": per_layer}), hidden
 
 
-def _evaluation_digest(model: str, how: Evaluation, key: jax.Array, data: corpus.Corpus) -> str:
-    """What a run's evaluation depends on beyond its trained model: the settings, its key, the dataset's series
-    (its windows and baselines come from them) and isojax's code."""
-    series = hashlib.sha256(b"".join(np.ascontiguousarray(np.asarray(s, np.float64)).tobytes()
-                                     for s in data.series)).hexdigest()[:16]
-    return keys.digest({"model": model, "evaluation": dataclasses.asdict(how), "key": cache.key_data(key),
-                        "series": series, "code": cache.code_digest(), "dtype": str(V.float_dtype())})
+def _check_payload(payload: dict) -> None:
+    """Refuse (KeyError, TypeError, ValueError) a cached evaluation without the shape `_evaluate` gives."""
+    if not (isinstance(payload["forecast"], dict) and isinstance(payload["forecast_rows"], list)
+            and all(isinstance(r, dict) for r in payload["forecast_rows"]) and payload["forecast_rows"]):
+        raise ValueError("its forecast is not a summary and a list of metric rows")
+    for name in ("final_loss", "head_partition_isotropy"):
+        if not isinstance(payload[name], float | int) or isinstance(payload[name], bool):
+            raise ValueError(f"its {name} is not a number")
+    layers = payload["layers"]
+    if not (isinstance(layers, list) and layers and all(isinstance(p, dict) and isinstance(p["isoscore"], float | int)
+                                                         for p in layers)):
+        raise ValueError("its layers are not one summary per layer")
+
+
+def _evaluation_digest(params: str, how: Evaluation, key: jax.Array, data: corpus.Corpus) -> str:
+    """What a run's evaluation depends on: the trained parameters themselves, the settings, its key, the
+    dataset's series (its windows and baselines come from them; each series' length counts), isojax's code and
+    the libraries and backend that run it."""
+    h = hashlib.sha256()
+    for s in data.series:
+        a = np.ascontiguousarray(np.asarray(s, np.float64))
+        h.update(f"{a.shape}".encode() + a.tobytes())
+    return keys.digest({"params": params, "evaluation": dataclasses.asdict(how), "key": cache.key_data(key),
+                        "series": h.hexdigest()[:16], "code": cache.code_digest(), "dtype": str(V.float_dtype()),
+                        "versions": [jax.__version__, np.__version__, jax.default_backend()]})
 
 
 def train_and_evaluate(runs: Sequence[NumericRun], base_key: jax.Array, steps: int, cache_dir: Path | str | None = None,
@@ -230,20 +249,20 @@ def train_and_evaluate(runs: Sequence[NumericRun], base_key: jax.Array, steps: i
     out = []
     for run, spec, result in zip(runs, specs, trained):
         data, key = corpora[run.data, run.tokenizer], keys.named_key(base_key, f"eval|{run.name}")
-        payload = path = None
+        payload = path = hidden = None
         if cache_dir is not None:
-            model = cache.run_digest(spec, engine)
-            digest = _evaluation_digest(model, evaluation, key, data)
-            path = Path(cache_dir) / f"{model}.eval-{digest}.json"
-            payload = cache.load_entry(path, digest)
+            digest = _evaluation_digest(cache.params_digest(result.params), evaluation, key, data)
+            path = Path(cache_dir) / f"{cache.run_digest(spec, engine)}.eval-{digest}.json"
+            payload = cache.load_entry(path, digest, _check_payload)
         if payload is None:
-            payload = _evaluate(run, data, spec.config, result, key, windows[run.data], references[run.data],
-                                evaluation)
+            payload, hidden = _evaluate(run, data, spec.config, result, key, windows[run.data],
+                                        references[run.data], evaluation)
             if path is not None:
                 cache.save_entry(path, digest, payload)
+        else:  # the measures' small-n warnings were given when the entry was computed
+            hidden = _hidden(data, spec.config, result, evaluation.rows)
         evaluated = Evaluated(run, payload["forecast"], payload["forecast_rows"], payload["final_loss"],
-                              payload["head_partition_isotropy"], payload["layers"],
-                              _hidden(data, spec.config, result, evaluation.rows))
+                              payload["head_partition_isotropy"], payload["layers"], hidden)
         out.append(evaluated)
         if log is not None:
             f = evaluated.forecast
