@@ -595,7 +595,8 @@ if __name__ == "__main__":
     import sys
     from pathlib import Path
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    root = Path(__file__).resolve().parents[1]
+    sys.path[:0] = [str(root), str(root / "benchmarks")]  # check_seeds imports benchmarks/_common first
     from benchmarks.check_seeds import write_section
 
     text = report()
