@@ -33,7 +33,7 @@ from isojax import transformer as tf
 from isojax.models import checkpoint, training
 from isojax.runs import keys, outputs
 
-__all__ = ["RunSpec", "run_digest", "train_or_load", "key_data", "code_digest", "params_digest",
+__all__ = ["RunSpec", "run_digest", "train_or_load", "key_data", "code_digest", "arrays_digest", "params_digest",
            "load_entry", "save_entry"]
 
 
@@ -190,13 +190,19 @@ def code_digest() -> str:
     return _CODE_DIGEST
 
 
-def params_digest(params: tf.Params) -> str:
-    """16 hex digits naming a model's parameters (every tensor's dtype, shape and bytes)."""
+def arrays_digest(arrays: Sequence[np.typing.ArrayLike]) -> str:
+    """16 hex digits naming a sequence of arrays: every array's dtype, shape and bytes, in order (so where one
+    array ends and the next begins counts)."""
     h = hashlib.sha256()
-    for leaf in jax.tree.leaves(params):
-        a = np.ascontiguousarray(np.asarray(leaf))
+    for x in arrays:
+        a = np.ascontiguousarray(np.asarray(x))
         h.update(f"{a.dtype}{a.shape}".encode() + a.tobytes())
     return h.hexdigest()[:16]
+
+
+def params_digest(params: tf.Params) -> str:
+    """16 hex digits naming a model's parameters (every tensor's dtype, shape and bytes)."""
+    return arrays_digest(jax.tree.leaves(params))
 
 
 def _canonical(payload: dict) -> str:

@@ -21,7 +21,6 @@ only the rest is computed, with the same numbers as one uninterrupted run.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 from collections.abc import Callable, Sequence
@@ -199,12 +198,9 @@ def _evaluation_digest(params: str, how: Evaluation, key: jax.Array, data: corpu
     """What a run's evaluation depends on: the trained parameters themselves, the settings, its key, the
     dataset's series (its windows and baselines come from them; each series' length counts), isojax's code and
     the libraries and backend that run it."""
-    h = hashlib.sha256()
-    for s in data.series:
-        a = np.ascontiguousarray(np.asarray(s, np.float64))
-        h.update(f"{a.shape}".encode() + a.tobytes())
+    series = cache.arrays_digest([np.asarray(s, np.float64) for s in data.series])
     return keys.digest({"params": params, "evaluation": dataclasses.asdict(how), "key": cache.key_data(key),
-                        "series": h.hexdigest()[:16], "code": cache.code_digest(), "dtype": str(V.float_dtype()),
+                        "series": series, "code": cache.code_digest(), "dtype": str(V.float_dtype()),
                         "versions": [jax.__version__, np.__version__, jax.default_backend()]})
 
 
