@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from isojax.runs import results
-from tests.conftest import device_env
+from tests.conftest import device_env, run_cluster
 
 # Run in the float32 pass only (README: "Tests"): end to end, with no dtype-specific path of its own.
 pytestmark = pytest.mark.float32_only
@@ -50,7 +50,11 @@ def _reference(tmp_path) -> str:
 
 def test_two_processes_give_the_one_process_table_bit_for_bit(tmp_path):
     reference = _reference(tmp_path)
-    codes, outs = _finish(_start_cluster(tmp_path / "two.csv"))
+    def start():
+        for path in (tmp_path / "two.csv", tmp_path / "two.csv.json"):
+            path.unlink(missing_ok=True)
+        return _start_cluster(tmp_path / "two.csv")
+    codes, outs = run_cluster(start, timeout=300)
     assert codes == [0, 0], outs
     for out, _ in outs:  # every process saw 4 devices and returns the whole table
         assert "4 devices 2 processes 16 rows" in out
@@ -88,3 +92,26 @@ def test_a_refusal_by_the_writer_stops_every_process(tmp_path):
     assert "another configuration" in outs[0][1]
     assert "process 0 refused the sweep" in outs[1][1]
     assert (out.read_bytes(), results.sidecar_path(out).read_bytes()) == before
+
+
+def test_run_cluster_starts_again_only_after_a_gloo_connection_failure():
+    def fake(script):
+        calls = []
+
+        def start():
+            calls.append(1)
+            code = script(len(calls))
+            return [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True) for _ in range(2)]
+        return start, calls
+
+    gloo = "import sys; sys.exit('RuntimeError: UNKNOWN: Gloo context initialization failed: Connect timeout')"
+    start, calls = fake(lambda n: gloo if n == 1 else "print('ok')")
+    codes, outs = run_cluster(start, timeout=60)
+    assert (codes, len(calls), outs[0][0]) == ([0, 0], 2, "ok\n")
+    start, calls = fake(lambda n: gloo)  # twice: the second failure is returned
+    codes, outs = run_cluster(start, timeout=60)
+    assert (codes, len(calls)) == ([1, 1], 2) and "Gloo context" in outs[0][1]
+    start, calls = fake(lambda n: "import sys; sys.exit('ValueError: a wrong result')")  # any other: no restart
+    codes, _ = run_cluster(start, timeout=60)
+    assert (codes, len(calls)) == ([1, 1], 1)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import device_env
+from tests.conftest import device_env, run_cluster
 
 # Run in the float32 pass only (README: "Tests"): device layouts, with no dtype-specific path of their own.
 pytestmark = pytest.mark.float32_only
@@ -50,12 +50,16 @@ def test_two_and_four_devices_give_the_same_table_and_one_device_agrees_to_round
 
 def test_two_processes_give_the_one_process_table(tmp_path):
     reference = _one(tmp_path / "ref.csv", 4)
-    port = _free_port()
-    procs = [subprocess.Popen([sys.executable, JOB, str(tmp_path / "two.csv"), "vmap", "2", str(i), "2", str(port)],
-                              env=device_env(2), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for i in range(2)]
-    outs = [p.communicate(timeout=600) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], outs
+
+    def start():
+        for path in (tmp_path / "two.csv", tmp_path / "two.csv.json"):
+            path.unlink(missing_ok=True)
+        port = _free_port()
+        return [subprocess.Popen([sys.executable, JOB, str(tmp_path / "two.csv"), "vmap", "2", str(i), "2", str(port)],
+                                 env=device_env(2), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                for i in range(2)]
+    codes, outs = run_cluster(start)
+    assert codes == [0, 0], outs
     for out, _ in outs:  # every process saw 4 devices and has every run's result
         assert "4 devices 2 processes 6 runs" in out
     assert (tmp_path / "two.csv").read_text() == reference
