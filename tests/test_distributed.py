@@ -78,7 +78,7 @@ def test_a_process_killed_mid_run_leaves_a_table_a_rerun_completes(tmp_path):
     _finish(procs)
     partial = results.read_table(out)
     assert 0 < len(partial) < 16
-    codes, outs = _finish(_start_cluster(out, mode="slow"))
+    codes, outs = run_cluster(lambda: _start_cluster(out, mode="slow"), timeout=300)  # a restart resumes too
     assert codes == [0, 0], outs
     assert out.read_text() == reference
 
