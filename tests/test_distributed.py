@@ -115,3 +115,16 @@ def test_run_cluster_starts_again_only_after_a_gloo_connection_failure():
     start, calls = fake(lambda n: "import sys; sys.exit('ValueError: a wrong result')")  # any other: no restart
     codes, _ = run_cluster(start, timeout=60)
     assert (codes, len(calls)) == ([1, 1], 1)
+
+
+def test_run_cluster_starts_again_after_gloo_aborts_a_process():
+    calls = []
+
+    def start():
+        calls.append(1)
+        code = ("import os, sys; sys.stderr.write(\"terminate called after throwing an instance of "
+                "'gloo::IoException'\\n\"); sys.stderr.flush(); os.abort()") if len(calls) == 1 else "print('ok')"
+        return [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True) for _ in range(2)]
+    codes, _ = run_cluster(start, timeout=60)
+    assert (codes, len(calls)) == ([0, 0], 2)
